@@ -1,0 +1,191 @@
+//! The listener: `xps_listener.c`. A listening TCP socket on one port; when
+//! a client connects, the loop calls [`listener_connection_handler`], which
+//! accepts it and creates a connection.
+
+use crate::core::xps_core::{XpsCore, take_from_slot};
+use crate::logger;
+use crate::network::xps_connection::XpsConnection;
+use crate::utils::xps_logger::LogLevel;
+use crate::utils::xps_utils::{check_os, xps_getaddrinfo};
+use crate::xps::DEFAULT_BACKLOG;
+use std::io;
+use std::net::{SocketAddrV4, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+// ANCHOR: xps_listener
+/// One listening socket: `xps_listener_t` in C.
+///
+/// C stores a `core` back-pointer here. In Rust the core owns the listener
+/// and hands itself to the callbacks, so the listener needs no pointer back.
+#[derive(Debug)]
+pub struct XpsListener {
+    /// The host it was asked to listen on, as given on the command line.
+    pub host: String,
+    /// The port it listens on: the real one, even when 0 was asked for.
+    pub port: u16,
+    /// The listening socket (`sock_fd` in C), closed when dropped.
+    pub socket: TcpListener,
+}
+// ANCHOR_END: xps_listener
+
+impl XpsListener {
+    // ANCHOR: create
+    /// `xps_listener_create()`: opens a listening socket on `host:port`,
+    /// adds the listener to the core and attaches it to the loop. Returns
+    /// the listener's id in `core.listeners`.
+    ///
+    /// Every failure is logged as an ERROR naming host and port; whatever was
+    /// opened so far is closed by `Drop` on the way out.
+    pub fn create(core: &mut XpsCore, host: &str, port: u16) -> io::Result<usize> {
+        let fail = |step: &str, err: io::Error| {
+            logger!(
+                LogLevel::Error,
+                "xps_listener_create()",
+                "{step} failed for {host}:{port}: {err}"
+            );
+            err
+        };
+        let addr = xps_getaddrinfo(host, port).map_err(|err| fail("resolving the host", err))?;
+        let socket = open_listening_socket(addr).map_err(|(step, err)| fail(step, err))?;
+        let port = socket
+            .local_addr()
+            .map_err(|err| fail("getsockname()", err))?
+            .port();
+        let fd = socket.as_raw_fd();
+
+        let id = core.add_listener(XpsListener {
+            host: host.to_string(),
+            port,
+            socket,
+        });
+        let attached =
+            core.event_loop
+                .attach(fd, libc::EPOLLIN as u32, id, listener_connection_handler);
+        if let Err(err) = attached {
+            // Undo the add; dropping the listener closes its socket.
+            take_from_slot(&mut core.listeners, &mut core.n_null_listeners, id);
+            return Err(fail("xps_loop_attach()", err));
+        }
+        logger!(
+            LogLevel::Debug,
+            "xps_listener_create()",
+            "created listener on {host}:{port}"
+        );
+        Ok(id)
+    }
+    // ANCHOR_END: create
+
+    // ANCHOR: destroy
+    /// `xps_listener_destroy()`: detaches the listener from the loop, empties
+    /// its slot in the core and closes its socket.
+    pub fn destroy(core: &mut XpsCore, id: usize) {
+        let Some(listener) = take_from_slot(&mut core.listeners, &mut core.n_null_listeners, id)
+        else {
+            return;
+        };
+        // An error here has been logged by the loop; the socket is closed
+        // below either way.
+        let _ = core.event_loop.detach(listener.socket.as_raw_fd());
+        logger!(
+            LogLevel::Debug,
+            "xps_listener_destroy()",
+            "destroyed listener on {}:{}",
+            listener.host,
+            listener.port
+        );
+    }
+    // ANCHOR_END: destroy
+}
+
+// ANCHOR: open_listening_socket
+/// `socket()`, `setsockopt(SO_REUSEADDR)`, `bind()` and `listen()`: the four
+/// calls that make a listening socket. On failure, says which call failed.
+///
+/// `std::net::TcpListener::bind` does the same, but with its own backlog;
+/// the course asks for `DEFAULT_BACKLOG`, so the calls are made by hand and
+/// the result handed to `TcpListener`, whose safe `accept()` we then use.
+fn open_listening_socket(addr: SocketAddrV4) -> Result<TcpListener, (&'static str, io::Error)> {
+    let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket() takes no pointers; the result is checked.
+    let raw =
+        check_os(unsafe { libc::socket(libc::AF_INET, flags, 0) }).map_err(|e| ("socket()", e))?;
+    // SAFETY: `raw` is a new, valid fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    // Without SO_REUSEADDR, a server restarted right after Ctrl+C could not
+    // bind its port while old connections sit in TIME_WAIT.
+    let enable: libc::c_int = 1;
+    // SAFETY: the option value points to a c_int that outlives the call,
+    // and its size is passed with it.
+    let set = check_os(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&raw const enable).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    });
+    set.map_err(|e| ("setsockopt(SO_REUSEADDR)", e))?;
+
+    let sockaddr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sockaddr` is a valid sockaddr_in that outlives the call, and
+    // its exact size is passed with it.
+    let bound = check_os(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const sockaddr).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    });
+    bound.map_err(|e| ("bind()", e))?;
+
+    // SAFETY: listen() takes no pointers; the result is checked.
+    check_os(unsafe { libc::listen(fd.as_raw_fd(), DEFAULT_BACKLOG) })
+        .map_err(|e| ("listen()", e))?;
+    Ok(TcpListener::from(fd))
+}
+// ANCHOR_END: open_listening_socket
+
+// ANCHOR: connection_handler
+/// Called by the loop when listener `ptr` has a client waiting: accepts it
+/// and creates a connection for it (`listener_connection_handler()`).
+fn listener_connection_handler(core: &mut XpsCore, ptr: usize) {
+    let Some(listener) = core.listeners.get(ptr).and_then(Option::as_ref) else {
+        return;
+    };
+    let port = listener.port;
+    let socket = match listener.socket.accept() {
+        Ok((socket, _peer)) => socket,
+        // The client left before we got to it; nothing to do.
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+        Err(err) => {
+            logger!(
+                LogLevel::Error,
+                "listener_connection_handler()",
+                "accept() failed: {err}"
+            );
+            return;
+        }
+    };
+    // On failure the socket has been dropped, which closes it: the client
+    // sees its connection closed. The error is already logged.
+    if let Ok(id) = XpsConnection::create(core, socket, ptr)
+        && let Some(connection) = &core.connections[id]
+    {
+        logger!(
+            LogLevel::Info,
+            "listener_connection_handler()",
+            "new connection from {} on port {port}",
+            connection.remote_ip
+        );
+    }
+}
+// ANCHOR_END: connection_handler
