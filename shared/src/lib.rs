@@ -1,1 +1,16 @@
-//! Placeholder.
+//! What the tests and tools of every stage share. Nothing here is lesson
+//! code: a learner reading a stage never needs to open this crate.
+//!
+//! * [`server`]: start a stage binary on free ports, read its log, stop it
+//!   with a signal, and never leave it running (kill on drop).
+//! * [`client`]: TCP clients on 127.0.0.1 with deadlines on every wait.
+//! * [`oracle`]: the reply a correct server sends, and random messages.
+//! * [`scenarios`]: the course's milestones and the official tester's
+//!   checks, written once and run against every stage.
+//! * [`wait`]: polling a condition until a deadline.
+
+pub mod client;
+pub mod oracle;
+pub mod scenarios;
+pub mod server;
+pub mod wait;

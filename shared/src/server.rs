@@ -1,0 +1,254 @@
+//! Running a stage binary under test: start it, read its log as it comes,
+//! signal it, and make sure it never outlives the test.
+
+use crate::wait::wait_until;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print its "listening" lines.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Text a stream has printed so far, filled by a reader thread.
+#[derive(Debug, Clone, Default)]
+struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    fn lock(&self) -> MutexGuard<'_, String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a thread that appends everything `stream` prints. Bytes that
+    /// are not UTF-8 are kept as U+FFFD so a test can still search the text.
+    fn drain(&self, stream: impl Read + Send + 'static) -> JoinHandle<()> {
+        let sink = self.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut line = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                sink.lock().push_str(&String::from_utf8_lossy(&line));
+                line.clear();
+            }
+        })
+    }
+}
+
+/// What a server left behind when it exited.
+#[derive(Debug)]
+pub struct Exited {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// How long it took to exit after it was signalled.
+    pub elapsed: Duration,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+}
+
+impl Exited {
+    /// How many lines of stdout contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.stdout
+            .lines()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+}
+
+/// A stage binary running as a child process. Dropping it kills the
+/// process if it is still running, so a failing test leaves nothing behind.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    stdout: Captured,
+    stderr: Captured,
+    readers: Vec<JoinHandle<()>>,
+    /// The ports it announced, in the order it listed them.
+    pub ports: Vec<u16>,
+}
+
+impl Server {
+    /// Starts `binary` on `n_ports` ports chosen by the OS (`--ports
+    /// 0,0,...`) with DEBUG logs on, and waits until it has announced them.
+    pub fn start(binary: &Path, n_ports: usize) -> Server {
+        let ports = vec!["0"; n_ports].join(",");
+        let mut server = Server::spawn(binary, &["--ports", &ports]);
+        server.wait_for_ports(n_ports);
+        server
+    }
+
+    /// Starts `binary` with `args`, DEBUG logs on and colours off, without
+    /// waiting for anything.
+    pub fn spawn(binary: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(binary)
+            .args(args)
+            .env("XPS_DEBUG", "1")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        let (stdout, stderr) = (Captured::default(), Captured::default());
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(stdout.drain(out));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(stderr.drain(err));
+        }
+        Server {
+            child: Some(child),
+            stdout,
+            stderr,
+            readers,
+            ports: Vec::new(),
+        }
+    }
+
+    /// Waits until the log shows `n` "Server listening on port N" lines and
+    /// records the ports; panics with the log if that does not happen.
+    pub fn wait_for_ports(&mut self, n: usize) -> Vec<u16> {
+        let found = wait_until(START_TIMEOUT, || self.listening_ports().len() >= n);
+        assert!(
+            found,
+            "server did not announce {n} ports:\n{}",
+            self.stdout()
+        );
+        self.ports = self.listening_ports();
+        self.ports.clone()
+    }
+
+    /// The ports announced so far.
+    pub fn listening_ports(&self) -> Vec<u16> {
+        parse_listening_ports(&self.stdout.lock())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Everything printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().clone()
+    }
+
+    /// How many stdout lines so far contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.stdout
+            .lock()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+
+    /// Waits until at least `n` stdout lines contain `needle`.
+    pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || self.count(needle) >= n)
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Sends `signal` (such as `libc::SIGINT`) to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits in pid_t");
+        // SAFETY: kill() takes no pointers; signalling our own child is safe.
+        let ret = unsafe { libc::kill(pid, signal) };
+        assert_eq!(ret, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Sends `signal` and waits up to `timeout` for the process to exit.
+    /// Panics (and the drop kills it) if it is still running by then.
+    pub fn stop(mut self, signal: libc::c_int, timeout: Duration) -> Exited {
+        let sent = Instant::now();
+        self.signal(signal);
+        let status = self.wait_exit(timeout).unwrap_or_else(|| {
+            panic!(
+                "server still running {timeout:?} after signal {signal}:\n{}",
+                self.stdout()
+            )
+        });
+        self.exited(status, sent.elapsed())
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        wait_until(timeout, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
+    }
+
+    /// Waits for the process to exit on its own (for servers that should
+    /// refuse to start) and returns what it printed.
+    pub fn finish(mut self, timeout: Duration) -> Exited {
+        let started = Instant::now();
+        let status = self.wait_exit(timeout).unwrap_or_else(|| {
+            panic!("server did not exit within {timeout:?}:\n{}", self.stdout())
+        });
+        self.exited(status, started.elapsed())
+    }
+
+    fn exited(mut self, status: ExitStatus, elapsed: Duration) -> Exited {
+        self.child = None;
+        // The process is gone, so its pipes are closed and the readers end.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Exited {
+            status,
+            elapsed,
+            stdout: self.stdout(),
+            stderr: self.stderr.lock().clone(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The ports in every "Server listening on port N" line of `log`.
+pub fn parse_listening_ports(log: &str) -> Vec<u16> {
+    const MARK: &str = "Server listening on port ";
+    log.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(MARK)? + MARK.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_ports_are_read_from_the_log() {
+        let log = "12:00:00.000 [INFO] xps_core_start() : Server listening on port 8001\n\
+                   12:00:00.000 [DEBUG] other line\n\
+                   [INFO] main() : Server listening on port 40123 (127.0.0.1)\n";
+        assert_eq!(parse_listening_ports(log), vec![8001, 40123]);
+    }
+}
