@@ -31,6 +31,10 @@ use crate::utils::xps_logger::LogLevel;
 use std::process::ExitCode;
 
 // ANCHOR: main
+/// Reads the flags, installs the signal handling, then creates and starts
+/// the core. The C version keeps the core in a global so that its signal
+/// handler can destroy it; here the handler only sets a flag, so the core is
+/// an ordinary local that `main()` owns.
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(config)) => config,

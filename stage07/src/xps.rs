@@ -35,7 +35,8 @@ pub const SEND_STALL_CHECK: Duration = Duration::from_millis(100);
 // itself, so no numeric codes are needed.
 //
 // It also defines `u_char`, `u_int` and `u_long`: Rust's `u8`, `u32` and
-// `u64` already say their size in their name.
+// `u64` already say their size in their name. And it declares every struct
+// ahead of use (`struct xps_core_s;` ...), which Rust never needs.
 
 // ANCHOR: handler
 /// The type of every callback the loop calls: `xps_handler_t` in C.

@@ -109,9 +109,13 @@ impl XpsCore {
             }
         }
         if n_listening == 0 {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
-                format!("could not listen on any of the ports on {host}"),
+                format!(
+                    "could not listen on {host} port {} (see the errors above)",
+                    ports.join(", ")
+                ),
             ));
         }
         XpsLoop::run(self)
