@@ -1,4 +1,4 @@
-//! The command line: `stage07 [--host HOST] [--ports P1,P2,...]`.
+//! The command line: `stageNN [--host HOST] [--ports P1,P2,...]`.
 //!
 //! The C server has no flags (it always listens on 127.0.0.1:8001-8004).
 //! These keep those defaults and add what a learner and the tests need:
@@ -14,8 +14,10 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORTS: [u16; 4] = [8001, 8002, 8003, 8004];
 
 /// What `--help` prints, and what follows any error about the flags.
-pub const USAGE: &str = "\
-Usage: stage07 [--host HOST] [--ports P1,P2,...]
+pub const USAGE: &str = concat!(
+    "Usage: ",
+    env!("CARGO_PKG_NAME"),
+    " [--host HOST] [--ports P1,P2,...]
 
 Options:
   --host HOST       address to listen on (default 127.0.0.1;
@@ -27,7 +29,8 @@ Options:
 
 Environment:
   XPS_DEBUG=1       also print DEBUG log lines
-  NO_COLOR=1        never colour the log";
+  NO_COLOR=1        never colour the log"
+);
 
 /// Where and how to listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,15 +55,11 @@ pub enum Command {
 /// Reads the arguments (without the program name). An error is one line
 /// saying what is wrong; the caller adds the usage.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
-    let mut config = Config {
-        host: DEFAULT_HOST.to_string(),
-        ports: DEFAULT_PORTS.to_vec(),
-    };
+    let mut config = Config { host: DEFAULT_HOST.to_string(), ports: DEFAULT_PORTS.to_vec() };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|bad| format!("argument {bad:?} is not valid UTF-8"))?;
+        let arg =
+            arg.into_string().map_err(|bad| format!("argument {bad:?} is not valid UTF-8"))?;
         // Accept both `--flag value` and `--flag=value`.
         let (flag, inline_value) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {
@@ -100,9 +99,7 @@ fn parse_ports(list: &str) -> Result<Vec<u16>, String> {
     let mut ports = Vec::new();
     for item in list.split(',') {
         let item = item.trim();
-        let port: u32 = item
-            .parse()
-            .map_err(|_| format!("'{item}' is not a port number"))?;
+        let port: u32 = item.parse().map_err(|_| format!("'{item}' is not a port number"))?;
         if !is_valid_port(port) {
             return Err(format!("port {port} is out of range (0-65535)"));
         }
@@ -124,10 +121,7 @@ mod tests {
     }
 
     fn config(host: &str, ports: &[u16]) -> Result<Command, String> {
-        Ok(Command::Run(Config {
-            host: host.to_string(),
-            ports: ports.to_vec(),
-        }))
+        Ok(Command::Run(Config { host: host.to_string(), ports: ports.to_vec() }))
     }
 
     #[test]
@@ -141,10 +135,7 @@ mod tests {
             run(&["--host", "0.0.0.0", "--ports", "9000,0,0"]),
             config("0.0.0.0", &[9000, 0, 0])
         );
-        assert_eq!(
-            run(&["--ports=1, 2", "--host=localhost"]),
-            config("localhost", &[1, 2])
-        );
+        assert_eq!(run(&["--ports=1, 2", "--host=localhost"]), config("localhost", &[1, 2]));
     }
 
     #[test]
@@ -156,30 +147,15 @@ mod tests {
 
     #[test]
     fn bad_flags_say_what_is_wrong() {
-        assert_eq!(
-            run(&["--bogus"]),
-            Err("unknown option '--bogus'".to_string())
-        );
+        assert_eq!(run(&["--bogus"]), Err("unknown option '--bogus'".to_string()));
         assert_eq!(run(&["--ports"]), Err("--ports needs a value".to_string()));
-        assert_eq!(
-            run(&["--ports", "80x"]),
-            Err("'80x' is not a port number".to_string())
-        );
-        assert_eq!(
-            run(&["--ports", ""]),
-            Err("'' is not a port number".to_string())
-        );
+        assert_eq!(run(&["--ports", "80x"]), Err("'80x' is not a port number".to_string()));
+        assert_eq!(run(&["--ports", ""]), Err("'' is not a port number".to_string()));
         assert_eq!(
             run(&["--ports", "70000"]),
             Err("port 70000 is out of range (0-65535)".to_string())
         );
-        assert_eq!(
-            run(&["--ports", "1,2,1"]),
-            Err("port 1 is listed twice".to_string())
-        );
-        assert_eq!(
-            run(&["--host", " "]),
-            Err("--host needs a host name or address".to_string())
-        );
+        assert_eq!(run(&["--ports", "1,2,1"]), Err("port 1 is listed twice".to_string()));
+        assert_eq!(run(&["--host", " "]), Err("--host needs a host name or address".to_string()));
     }
 }

@@ -43,21 +43,17 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("stage07 {}", env!("CARGO_PKG_VERSION"));
+            println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("stage07: {message}\n\n{}", cli::USAGE);
+            eprintln!("{}: {message}\n\n{}", env!("CARGO_PKG_NAME"), cli::USAGE);
             return ExitCode::from(2);
         }
     };
 
     if let Err(err) = shutdown::install() {
-        logger!(
-            LogLevel::Error,
-            "main()",
-            "cannot install the signal handlers: {err}"
-        );
+        logger!(LogLevel::Error, "main()", "cannot install the signal handlers: {err}");
         return ExitCode::FAILURE;
     }
 
@@ -74,7 +70,7 @@ fn main() -> ExitCode {
         Err(err) => {
             logger!(LogLevel::Error, "main()", "{err}");
             core.destroy();
-            eprintln!("stage07: {err}");
+            eprintln!("{}: {err}", env!("CARGO_PKG_NAME"));
             ExitCode::FAILURE
         }
     }
@@ -87,12 +83,7 @@ fn main() -> ExitCode {
 /// connection, listener and the loop. The part that really runs inside the
 /// signal is in `shutdown.rs`, and only sets a flag.
 fn sigint_handler(core: XpsCore, signal: ShutdownSignal) {
-    logger!(
-        LogLevel::Warning,
-        "sigint_handler()",
-        "{} received",
-        signal.name()
-    );
+    logger!(LogLevel::Warning, "sigint_handler()", "{} received", signal.name());
     core.destroy();
 }
 // ANCHOR_END: sigint_handler

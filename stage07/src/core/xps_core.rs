@@ -45,11 +45,7 @@ impl XpsCore {
     /// connections yet.
     pub fn create() -> io::Result<XpsCore> {
         let event_loop = XpsLoop::create().inspect_err(|err| {
-            logger!(
-                LogLevel::Error,
-                "xps_core_create()",
-                "xps_loop_create() failed: {err}"
-            )
+            logger!(LogLevel::Error, "xps_core_create()", "xps_loop_create() failed: {err}")
         })?;
         let core = XpsCore {
             event_loop,
@@ -130,11 +126,7 @@ impl XpsCore {
 
     /// Stores a new connection and returns its id.
     pub fn add_connection(&mut self, connection: XpsConnection) -> usize {
-        store_in_slot(
-            &mut self.connections,
-            &mut self.n_null_connections,
-            connection,
-        )
+        store_in_slot(&mut self.connections, &mut self.n_null_connections, connection)
     }
 }
 

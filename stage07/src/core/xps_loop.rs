@@ -104,11 +104,7 @@ impl XpsLoop {
         // SAFETY: epoll_create1() takes no pointers; the result is checked.
         let raw =
             check_os(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }).inspect_err(|err| {
-                logger!(
-                    LogLevel::Error,
-                    "xps_loop_create()",
-                    "epoll_create1() failed: {err}"
-                )
+                logger!(LogLevel::Error, "xps_loop_create()", "epoll_create1() failed: {err}")
             })?;
         // SAFETY: `raw` is a new, valid fd that nothing else owns.
         let epoll_fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -151,18 +147,10 @@ impl XpsLoop {
         }
         let slot = &mut self.events[index];
         let generation = slot.generation.wrapping_add(1);
-        let mut request = libc::epoll_event {
-            events: event_flags,
-            u64: token(fd, generation),
-        };
+        let mut request = libc::epoll_event { events: event_flags, u64: token(fd, generation) };
         // SAFETY: `request` is a valid epoll_event that outlives the call.
         let added = check_os(unsafe {
-            libc::epoll_ctl(
-                self.epoll_fd.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd,
-                &mut request,
-            )
+            libc::epoll_ctl(self.epoll_fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut request)
         });
         if let Err(err) = added {
             logger!(
@@ -184,19 +172,10 @@ impl XpsLoop {
     /// event for `fd` already returned by this round's `epoll_wait()` is now
     /// stale, and [`XpsLoop::run`] will skip it.
     pub fn detach(&mut self, fd: RawFd) -> io::Result<()> {
-        let slot = slot_index(fd)
-            .ok()
-            .and_then(|index| self.events.get_mut(index));
+        let slot = slot_index(fd).ok().and_then(|index| self.events.get_mut(index));
         let Some(event) = slot.and_then(|slot| slot.event.take()) else {
-            logger!(
-                LogLevel::Error,
-                "xps_loop_detach()",
-                "fd {fd} is not attached"
-            );
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "fd is not attached",
-            ));
+            logger!(LogLevel::Error, "xps_loop_detach()", "fd {fd} is not attached");
+            return Err(io::Error::new(io::ErrorKind::NotFound, "fd is not attached"));
         };
         event.destroy();
         // SAFETY: EPOLL_CTL_DEL ignores the event pointer, so null is allowed.
@@ -227,11 +206,7 @@ impl XpsLoop {
     fn find_live(&self, token: u64) -> Option<LoopEvent> {
         let (fd, generation) = untoken(token);
         let slot = self.events.get(slot_index(fd).ok()?)?;
-        if slot.generation == generation {
-            slot.event
-        } else {
-            None
-        }
+        if slot.generation == generation { slot.event } else { None }
     }
     // ANCHOR_END: find_live
 
@@ -273,47 +248,25 @@ impl XpsLoop {
             // A signal woke us: the caller checks whether it means "stop".
             Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(0),
             Err(err) => {
-                logger!(
-                    LogLevel::Error,
-                    "xps_loop_run()",
-                    "epoll_wait() failed: {err}"
-                );
+                logger!(LogLevel::Error, "xps_loop_run()", "epoll_wait() failed: {err}");
                 return Err(err);
             }
         };
         logger!(LogLevel::Debug, "xps_loop_run()", "epoll wait over");
-        logger!(
-            LogLevel::Debug,
-            "xps_loop_run()",
-            "handling {n_events} events"
-        );
+        logger!(LogLevel::Debug, "xps_loop_run()", "handling {n_events} events");
 
         for i in 0..n_events {
-            logger!(
-                LogLevel::Debug,
-                "xps_loop_run()",
-                "handling event no. {}",
-                i + 1
-            );
+            logger!(LogLevel::Debug, "xps_loop_run()", "handling event no. {}", i + 1);
             let ready = core.event_loop.epoll_events[i];
             // An earlier callback in this round may have detached this fd
             // (and the fd may even have been reused for a new client).
             let Some(event) = core.event_loop.find_live(ready.u64) else {
-                logger!(
-                    LogLevel::Debug,
-                    "xps_loop_run()",
-                    "event no longer attached, skipped"
-                );
+                logger!(LogLevel::Debug, "xps_loop_run()", "event no longer attached, skipped");
                 continue;
             };
             let flags = ready.events;
             if flags & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
-                logger!(
-                    LogLevel::Debug,
-                    "xps_loop_run()",
-                    "EVENT / read on fd {}",
-                    event.fd
-                );
+                logger!(LogLevel::Debug, "xps_loop_run()", "EVENT / read on fd {}", event.fd);
                 (event.read_cb)(core, event.ptr);
             }
             // A callback stuck in send() may have seen Ctrl+C: stop now
@@ -347,9 +300,7 @@ mod tests {
     static FD_LOCK: Mutex<()> = Mutex::new(());
 
     fn serial() -> MutexGuard<'static, ()> {
-        FD_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        FD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     thread_local! {
@@ -394,27 +345,18 @@ mod tests {
     /// (with ptr 99) that the kernel gives one of the freed fd numbers.
     fn close_others_and_reuse_fd(core: &mut XpsCore, ptr: usize) {
         let freed: Vec<RawFd> = PAIRS.with(|pairs| {
-            pairs
-                .borrow()
-                .iter()
-                .filter(|p| p.0 != ptr)
-                .map(|p| p.1.as_raw_fd())
-                .collect()
+            pairs.borrow().iter().filter(|p| p.0 != ptr).map(|p| p.1.as_raw_fd()).collect()
         });
         record_and_close_others(core, ptr);
         let (ours, theirs) = readable_pair();
         assert!(freed.contains(&ours.as_raw_fd()), "fd was not reused");
-        core.event_loop
-            .attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 99, record)
-            .unwrap();
+        core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 99, record).unwrap();
         PAIRS.with(|pairs| pairs.borrow_mut().push((99, ours, theirs)));
     }
 
     fn attach_pair(core: &mut XpsCore, ptr: usize, cb: XpsHandler) {
         let (ours, theirs) = readable_pair();
-        core.event_loop
-            .attach(ours.as_raw_fd(), libc::EPOLLIN as u32, ptr, cb)
-            .unwrap();
+        core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, ptr, cb).unwrap();
         PAIRS.with(|pairs| pairs.borrow_mut().push((ptr, ours, theirs)));
     }
 
@@ -430,19 +372,14 @@ mod tests {
         let mut core = XpsCore::create().unwrap();
         let (ours, _theirs) = readable_pair();
         let fd = ours.as_raw_fd();
-        core.event_loop
-            .attach(fd, libc::EPOLLIN as u32, 7, record)
-            .unwrap();
+        core.event_loop.attach(fd, libc::EPOLLIN as u32, 7, record).unwrap();
         assert_eq!(XpsLoop::wait_and_dispatch(&mut core, 1000).unwrap(), 1);
         assert_eq!(calls(), vec![7]);
 
         core.event_loop.detach(fd).unwrap();
         assert_eq!(XpsLoop::wait_and_dispatch(&mut core, 50).unwrap(), 0);
         assert_eq!(calls(), vec![7]);
-        assert!(
-            core.event_loop.detach(fd).is_err(),
-            "second detach must fail"
-        );
+        assert!(core.event_loop.detach(fd).is_err(), "second detach must fail");
         core.destroy();
     }
 
@@ -451,14 +388,8 @@ mod tests {
         let _serial = serial();
         let mut core = XpsCore::create().unwrap();
         let (ours, _theirs) = readable_pair();
-        core.event_loop
-            .attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 1, record)
-            .unwrap();
-        assert!(
-            core.event_loop
-                .attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 2, record)
-                .is_err()
-        );
+        core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 1, record).unwrap();
+        assert!(core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 2, record).is_err());
         core.destroy();
     }
 
@@ -488,13 +419,8 @@ mod tests {
         assert_eq!(first.len(), 1, "calls: {first:?}");
         // Stop watching the survivor; in the next round the new owner gets
         // its own, genuine event.
-        let survivor = PAIRS.with(|pairs| {
-            pairs
-                .borrow()
-                .iter()
-                .find(|p| p.0 == first[0])
-                .map(|p| p.1.as_raw_fd())
-        });
+        let survivor = PAIRS
+            .with(|pairs| pairs.borrow().iter().find(|p| p.0 == first[0]).map(|p| p.1.as_raw_fd()));
         core.event_loop.detach(survivor.unwrap()).unwrap();
         assert_eq!(XpsLoop::wait_and_dispatch(&mut core, 1000).unwrap(), 1);
         assert_eq!(calls(), vec![first[0], 99]);

@@ -36,11 +36,7 @@ impl XpsConnection {
     /// attaches it to the loop. Returns the connection's id.
     pub fn create(core: &mut XpsCore, socket: TcpStream, listener: usize) -> io::Result<usize> {
         let fail = |step: &str, err: io::Error| {
-            logger!(
-                LogLevel::Error,
-                "xps_connection_create()",
-                "{step} failed: {err}"
-            );
+            logger!(LogLevel::Error, "xps_connection_create()", "{step} failed: {err}");
             err
         };
         // A blocking send() gives control back after this long without
@@ -49,31 +45,19 @@ impl XpsConnection {
             .set_write_timeout(Some(SEND_STALL_CHECK))
             .map_err(|e| fail("setsockopt(SO_SNDTIMEO)", e))?;
         let remote_ip = get_remote_ip(&socket).ok_or_else(|| {
-            fail(
-                "get_remote_ip()",
-                io::Error::new(io::ErrorKind::NotConnected, "peer is gone"),
-            )
+            fail("get_remote_ip()", io::Error::new(io::ErrorKind::NotConnected, "peer is gone"))
         })?;
         let fd = socket.as_raw_fd();
 
-        let id = core.add_connection(XpsConnection {
-            socket,
-            listener,
-            remote_ip,
-        });
+        let id = core.add_connection(XpsConnection { socket, listener, remote_ip });
         let attached =
-            core.event_loop
-                .attach(fd, libc::EPOLLIN as u32, id, connection_read_handler);
+            core.event_loop.attach(fd, libc::EPOLLIN as u32, id, connection_read_handler);
         if let Err(err) = attached {
             // Undo the add; dropping the connection closes its socket.
             take_from_slot(&mut core.connections, &mut core.n_null_connections, id);
             return Err(fail("xps_loop_attach()", err));
         }
-        logger!(
-            LogLevel::Debug,
-            "xps_connection_create()",
-            "created connection"
-        );
+        logger!(LogLevel::Debug, "xps_connection_create()", "created connection");
         Ok(id)
     }
     // ANCHOR_END: create
@@ -90,11 +74,7 @@ impl XpsConnection {
         // An error here has been logged by the loop; the socket is closed
         // below either way.
         let _ = core.event_loop.detach(connection.socket.as_raw_fd());
-        let port = core
-            .listeners
-            .get(connection.listener)
-            .and_then(Option::as_ref)
-            .map(|l| l.port);
+        let port = core.listeners.get(connection.listener).and_then(Option::as_ref).map(|l| l.port);
         logger!(
             LogLevel::Debug,
             "xps_connection_destroy()",
@@ -127,32 +107,20 @@ fn connection_read_handler(core: &mut XpsCore, ptr: usize) {
 /// One `recv()` and its reply. Borrows the connection and the core's buffer
 /// side by side, which is why it is apart from the handler that destroys.
 fn serve_message(core: &mut XpsCore, ptr: usize) -> AfterRead {
-    let XpsCore {
-        connections,
-        buffer,
-        ..
-    } = core;
+    let XpsCore { connections, buffer, .. } = core;
     let Some(connection) = connections.get_mut(ptr).and_then(Option::as_mut) else {
         return AfterRead::Keep;
     };
     // `read()` on a TcpStream is one recv() system call.
     let n = match connection.socket.read(buffer) {
         Ok(0) => {
-            logger!(
-                LogLevel::Info,
-                "connection_read_handler()",
-                "peer closed connection"
-            );
+            logger!(LogLevel::Info, "connection_read_handler()", "peer closed connection");
             return AfterRead::Destroy;
         }
         Ok(n) => n,
         Err(err) if err.kind() == io::ErrorKind::Interrupted => return AfterRead::Keep,
         Err(err) => {
-            logger!(
-                LogLevel::Error,
-                "connection_read_handler()",
-                "recv() failed: {err}"
-            );
+            logger!(LogLevel::Error, "connection_read_handler()", "recv() failed: {err}");
             return AfterRead::Destroy;
         }
     };
@@ -189,11 +157,7 @@ fn send_all(socket: &mut TcpStream, mut reply: &[u8]) -> AfterRead {
         // client that has gone away gives EPIPE, not a fatal SIGPIPE.
         match socket.write(reply) {
             Ok(0) => {
-                logger!(
-                    LogLevel::Error,
-                    "connection_read_handler()",
-                    "send() wrote nothing"
-                );
+                logger!(LogLevel::Error, "connection_read_handler()", "send() wrote nothing");
                 return AfterRead::Destroy;
             }
             Ok(n) => reply = &reply[n..],
@@ -214,11 +178,7 @@ fn send_all(socket: &mut TcpStream, mut reply: &[u8]) -> AfterRead {
                 }
             }
             Err(err) => {
-                logger!(
-                    LogLevel::Error,
-                    "connection_read_handler()",
-                    "send() failed: {err}"
-                );
+                logger!(LogLevel::Error, "connection_read_handler()", "send() failed: {err}");
                 return AfterRead::Destroy;
             }
         }

@@ -47,30 +47,18 @@ impl XpsListener {
         };
         let addr = xps_getaddrinfo(host, port).map_err(|err| fail("resolving the host", err))?;
         let socket = open_listening_socket(addr).map_err(|(step, err)| fail(step, err))?;
-        let port = socket
-            .local_addr()
-            .map_err(|err| fail("getsockname()", err))?
-            .port();
+        let port = socket.local_addr().map_err(|err| fail("getsockname()", err))?.port();
         let fd = socket.as_raw_fd();
 
-        let id = core.add_listener(XpsListener {
-            host: host.to_string(),
-            port,
-            socket,
-        });
+        let id = core.add_listener(XpsListener { host: host.to_string(), port, socket });
         let attached =
-            core.event_loop
-                .attach(fd, libc::EPOLLIN as u32, id, listener_connection_handler);
+            core.event_loop.attach(fd, libc::EPOLLIN as u32, id, listener_connection_handler);
         if let Err(err) = attached {
             // Undo the add; dropping the listener closes its socket.
             take_from_slot(&mut core.listeners, &mut core.n_null_listeners, id);
             return Err(fail("xps_loop_attach()", err));
         }
-        logger!(
-            LogLevel::Debug,
-            "xps_listener_create()",
-            "created listener on {host}:{port}"
-        );
+        logger!(LogLevel::Debug, "xps_listener_create()", "created listener on {host}:{port}");
         Ok(id)
     }
     // ANCHOR_END: create
@@ -131,9 +119,7 @@ fn open_listening_socket(addr: SocketAddrV4) -> Result<TcpListener, (&'static st
     let sockaddr = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
+        sin_addr: libc::in_addr { s_addr: u32::from(*addr.ip()).to_be() },
         sin_zero: [0; 8],
     };
     // SAFETY: `sockaddr` is a valid sockaddr_in that outlives the call, and
@@ -167,11 +153,7 @@ fn listener_connection_handler(core: &mut XpsCore, ptr: usize) {
         // The client left before we got to it; nothing to do.
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
         Err(err) => {
-            logger!(
-                LogLevel::Error,
-                "listener_connection_handler()",
-                "accept() failed: {err}"
-            );
+            logger!(LogLevel::Error, "listener_connection_handler()", "accept() failed: {err}");
             return;
         }
     };

@@ -12,6 +12,10 @@ use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 
 /// How important a log line is; each level has its own colour.
+///
+/// The same logger serves every stage, and not every stage uses every
+/// level (HTTP waits for the HTTP stages), hence the `allow`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     /// Something failed; the server goes on if it can.
@@ -23,7 +27,6 @@ pub enum LogLevel {
     /// Something unusual but expected, such as a shutdown signal.
     Warning,
     /// HTTP traffic. The course uses it from the HTTP stages on.
-    #[allow(dead_code)]
     Http,
 }
 
@@ -98,11 +101,7 @@ pub fn format_line(
 ) -> String {
     let time = chrono::Local::now().format("%H:%M:%S%.3f");
     if use_colour {
-        format!(
-            "{time} {} {} : {message}",
-            level.paint(),
-            function_name.green()
-        )
+        format!("{time} {} {} : {message}", level.paint(), function_name.green())
     } else {
         format!("{time} [{}] {function_name} : {message}", level.name())
     }
@@ -164,10 +163,7 @@ mod tests {
             false,
         );
         assert!(!line.contains('\x1b'), "{line:?}");
-        assert!(
-            line.ends_with("[WARNING] sigint_handler() : SIGINT received"),
-            "{line:?}"
-        );
+        assert!(line.ends_with("[WARNING] sigint_handler() : SIGINT received"), "{line:?}");
     }
 
     #[test]

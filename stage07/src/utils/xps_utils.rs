@@ -10,11 +10,7 @@ use std::net::{SocketAddr, SocketAddrV4, TcpStream, ToSocketAddrs};
 /// Turns the C convention "returns -1 and sets `errno`" into an
 /// `io::Result`, so that every `libc` call is checked the same way.
 pub fn check_os(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 /// True when `port` fits in the 16 bits TCP has for it (0 to 65535).
@@ -36,17 +32,9 @@ pub fn xps_getaddrinfo(host: &str, port: u16) -> io::Result<SocketAddrV4> {
         SocketAddr::V6(_) => None,
     });
     let addr = found.ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no IPv4 address for host '{host}'"),
-        )
+        io::Error::new(io::ErrorKind::NotFound, format!("no IPv4 address for host '{host}'"))
     })?;
-    logger!(
-        LogLevel::Debug,
-        "xps_getaddrinfo()",
-        "resolved {host} to {}",
-        addr.ip()
-    );
+    logger!(LogLevel::Debug, "xps_getaddrinfo()", "resolved {host} to {}", addr.ip());
     Ok(addr)
 }
 // ANCHOR_END: getaddrinfo
@@ -178,10 +166,7 @@ mod tests {
         assert_eq!(escape_for_terminal(b"hello world"), "hello world");
         assert_eq!(escape_for_terminal("añb".as_bytes()), "añb");
         assert_eq!(escape_for_terminal(b"a\nb\tc\\"), "a\\nb\\tc\\\\");
-        assert_eq!(
-            escape_for_terminal(b"\x1b[31mRED\x07\x08\0"),
-            "\\x1b[31mRED\\x07\\x08\\x00"
-        );
+        assert_eq!(escape_for_terminal(b"\x1b[31mRED\x07\x08\0"), "\\x1b[31mRED\\x07\\x08\\x00");
         assert_eq!(escape_for_terminal("\u{9b}2J".as_bytes()), "\\u{9b}2J");
         assert_eq!(escape_for_terminal(b"\xff\xfe"), "\\xff\\xfe");
     }
