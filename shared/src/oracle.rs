@@ -46,9 +46,7 @@ impl Rng {
     pub fn tester_message(&mut self, max_len: usize) -> Vec<u8> {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let len = 1 + self.below(max_len);
-        let mut message: Vec<u8> = (0..len)
-            .map(|_| ALPHABET[self.below(ALPHABET.len())])
-            .collect();
+        let mut message: Vec<u8> = (0..len).map(|_| ALPHABET[self.below(ALPHABET.len())]).collect();
         message.push(b'\n');
         message
     }
@@ -80,11 +78,7 @@ mod tests {
             let message = rng.tester_message(99);
             assert!((2..=100).contains(&message.len()));
             assert_eq!(message.last(), Some(&b'\n'));
-            assert!(
-                message[..message.len() - 1]
-                    .iter()
-                    .all(u8::is_ascii_alphanumeric)
-            );
+            assert!(message[..message.len() - 1].iter().all(u8::is_ascii_alphanumeric));
         }
     }
 }

@@ -31,16 +31,8 @@ pub fn each_port_reverses(binary: &Path) {
         client.expect_reversed(b"abc");
         client.expect_reversed(format!("port {port}\n").as_bytes());
     }
-    assert!(
-        server.wait_for_count("new connection", N_PORTS, LOG_WAIT),
-        "{}",
-        server.stdout()
-    );
-    assert!(
-        server.count("client: hello") >= N_PORTS,
-        "{}",
-        server.stdout()
-    );
+    assert!(server.wait_for_count("new connection", N_PORTS, LOG_WAIT), "{}", server.stdout());
+    assert!(server.count("client: hello") >= N_PORTS, "{}", server.stdout());
 }
 
 /// Three clients on one port take turns; each gets its own replies.
@@ -74,11 +66,7 @@ pub fn disconnect_and_carry_on(binary: &Path) {
     third.expect_reversed(b"me too\n");
     let mut newcomer = Client::connect(port);
     newcomer.expect_reversed(b"new\n");
-    assert!(
-        server.wait_for_count("new connection", 4, LOG_WAIT),
-        "{}",
-        server.stdout()
-    );
+    assert!(server.wait_for_count("new connection", 4, LOG_WAIT), "{}", server.stdout());
 }
 
 // ---------------------------------------------------------------------
@@ -118,11 +106,7 @@ pub fn tester_ten_clients(binary: &Path) {
     for client in clients {
         client.join().expect("a client thread failed");
     }
-    assert!(
-        server.wait_for_count("new connection", 10, LOG_WAIT),
-        "{}",
-        server.stdout()
-    );
+    assert!(server.wait_for_count("new connection", 10, LOG_WAIT), "{}", server.stdout());
 }
 
 /// Check 3: of two connected clients, the first goes away; the second is
@@ -134,11 +118,7 @@ pub fn tester_error_handling(binary: &Path) {
     let mut second = Client::connect(port);
     second.expect_reversed(b"hello\n");
     drop(first);
-    assert!(
-        server.wait_for_count("peer closed connection", 1, LOG_WAIT),
-        "{}",
-        server.stdout()
-    );
+    assert!(server.wait_for_count("peer closed connection", 1, LOG_WAIT), "{}", server.stdout());
     second.expect_reversed(b"still served\n");
     Client::connect(port).expect_reversed(b"brand new\n");
     assert!(server.is_running(), "server exited:\n{}", server.stdout());
@@ -158,8 +138,7 @@ pub fn port_in_use_others_serve(binary: &Path) {
     assert!(!ports.contains(&busy), "{}", server.stdout());
     let log = server.stdout();
     assert!(
-        log.lines()
-            .any(|l| l.contains("[ERROR]") && l.contains(&busy.to_string())),
+        log.lines().any(|l| l.contains("[ERROR]") && l.contains(&busy.to_string())),
         "no ERROR line naming port {busy}:\n{log}"
     );
     for port in ports {
@@ -175,10 +154,7 @@ pub fn all_ports_in_use_exits(binary: &Path) {
     let exited = Server::spawn(binary, &["--ports", &busy.to_string()]).finish(IO_TIMEOUT);
     assert!(!exited.status.success(), "exit status {:?}", exited.status);
     assert!(
-        exited
-            .stdout
-            .lines()
-            .any(|l| l.contains("[ERROR]") && l.contains(&busy.to_string())),
+        exited.stdout.lines().any(|l| l.contains("[ERROR]") && l.contains(&busy.to_string())),
         "no ERROR line naming port {busy}:\n{}",
         exited.stdout
     );
@@ -200,24 +176,12 @@ pub fn bad_flags_exit_2(binary: &Path) {
         let exited = Server::spawn(binary, args).finish(IO_TIMEOUT);
         assert_eq!(exited.status.code(), Some(2), "{args:?}: {exited:?}");
         let first_line = exited.stderr.lines().next().unwrap_or_default();
-        assert!(
-            !first_line.is_empty() && !first_line.starts_with("Usage"),
-            "{args:?}: {exited:?}"
-        );
-        assert!(
-            exited.stderr.contains("Usage:"),
-            "{args:?}: no usage: {exited:?}"
-        );
-        assert!(
-            exited.stdout.is_empty(),
-            "{args:?}: started anyway: {exited:?}"
-        );
+        assert!(!first_line.is_empty() && !first_line.starts_with("Usage"), "{args:?}: {exited:?}");
+        assert!(exited.stderr.contains("Usage:"), "{args:?}: no usage: {exited:?}");
+        assert!(exited.stdout.is_empty(), "{args:?}: started anyway: {exited:?}");
     }
     let help = Server::spawn(binary, &["--help"]).finish(IO_TIMEOUT);
-    assert!(
-        help.status.success() && help.stdout.contains("Usage:"),
-        "{help:?}"
-    );
+    assert!(help.status.success() && help.stdout.contains("Usage:"), "{help:?}");
     let version = Server::spawn(binary, &["--version"]).finish(IO_TIMEOUT);
     assert!(
         version.status.success() && version.stdout.contains(env!("CARGO_PKG_VERSION")),

@@ -18,9 +18,7 @@ struct Captured(Arc<Mutex<String>>);
 
 impl Captured {
     fn lock(&self) -> MutexGuard<'_, String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts a thread that appends everything `stream` prints. Bytes that
@@ -54,10 +52,7 @@ pub struct Exited {
 impl Exited {
     /// How many lines of stdout contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
-        self.stdout
-            .lines()
-            .filter(|line| line.contains(needle))
-            .count()
+        self.stdout.lines().filter(|line| line.contains(needle)).count()
     }
 }
 
@@ -103,24 +98,14 @@ impl Server {
         if let Some(err) = child.stderr.take() {
             readers.push(stderr.drain(err));
         }
-        Server {
-            child: Some(child),
-            stdout,
-            stderr,
-            readers,
-            ports: Vec::new(),
-        }
+        Server { child: Some(child), stdout, stderr, readers, ports: Vec::new() }
     }
 
     /// Waits until the log shows `n` "Server listening on port N" lines and
     /// records the ports; panics with the log if that does not happen.
     pub fn wait_for_ports(&mut self, n: usize) -> Vec<u16> {
         let found = wait_until(START_TIMEOUT, || self.listening_ports().len() >= n);
-        assert!(
-            found,
-            "server did not announce {n} ports:\n{}",
-            self.stdout()
-        );
+        assert!(found, "server did not announce {n} ports:\n{}", self.stdout());
         self.ports = self.listening_ports();
         self.ports.clone()
     }
@@ -142,11 +127,7 @@ impl Server {
 
     /// How many stdout lines so far contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
-        self.stdout
-            .lock()
-            .lines()
-            .filter(|line| line.contains(needle))
-            .count()
+        self.stdout.lock().lines().filter(|line| line.contains(needle)).count()
     }
 
     /// Waits until at least `n` stdout lines contain `needle`.
@@ -156,9 +137,7 @@ impl Server {
 
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// Sends `signal` (such as `libc::SIGINT`) to the process.
@@ -175,10 +154,7 @@ impl Server {
         let sent = Instant::now();
         self.signal(signal);
         let status = self.wait_exit(timeout).unwrap_or_else(|| {
-            panic!(
-                "server still running {timeout:?} after signal {signal}:\n{}",
-                self.stdout()
-            )
+            panic!("server still running {timeout:?} after signal {signal}:\n{}", self.stdout())
         });
         self.exited(status, sent.elapsed())
     }
@@ -210,12 +186,7 @@ impl Server {
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
-        Exited {
-            status,
-            elapsed,
-            stdout: self.stdout(),
-            stderr: self.stderr.lock().clone(),
-        }
+        Exited { status, elapsed, stdout: self.stdout(), stderr: self.stderr.lock().clone() }
     }
 }
 

@@ -13,9 +13,7 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
 
 fn shutdown_with_open_connections(signal: libc::c_int, name: &str) {
     let server = Server::start(Path::new(STAGE), 4);
-    let mut clients: Vec<Client> = (0..50)
-        .map(|i| Client::connect(server.ports[i % 4]))
-        .collect();
+    let mut clients: Vec<Client> = (0..50).map(|i| Client::connect(server.ports[i % 4])).collect();
     // A round trip each proves every connection has been accepted.
     for client in &mut clients {
         client.expect_reversed(b"ready\n");
@@ -23,16 +21,8 @@ fn shutdown_with_open_connections(signal: libc::c_int, name: &str) {
     let exited = server.stop(signal, SHUTDOWN_LIMIT);
     assert_eq!(exited.status.code(), Some(0), "{}", exited.stdout);
     assert!(exited.elapsed < SHUTDOWN_LIMIT, "took {:?}", exited.elapsed);
-    assert_eq!(
-        exited.count(&format!("[WARNING] sigint_handler() : {name} received")),
-        1
-    );
-    assert_eq!(
-        exited.count("destroyed connection"),
-        50,
-        "{}",
-        exited.stdout
-    );
+    assert_eq!(exited.count(&format!("[WARNING] sigint_handler() : {name} received")), 1);
+    assert_eq!(exited.count("destroyed connection"), 50, "{}", exited.stdout);
     assert_eq!(exited.count("destroyed listener"), 4, "{}", exited.stdout);
     assert_eq!(exited.count("destroyed loop"), 1, "{}", exited.stdout);
     assert_eq!(exited.count("destroyed core"), 1, "{}", exited.stdout);

@@ -1,0 +1,175 @@
+//! The listener: `xps_listener.c`. A listening TCP socket on one port; when
+//! a client connects, the loop calls [`xps_listener_connection_handler`],
+//! which accepts it and creates a connection.
+
+use crate::network::xps_connection::XpsConnection;
+use crate::utils::xps_logger::LogLevel;
+use crate::utils::xps_utils::{check_os, xps_getaddrinfo};
+use crate::xps::{CONNECTIONS, DEFAULT_BACKLOG, LISTENERS, xps_loop_attach, xps_loop_detach};
+use crate::{lock, logger};
+use std::io;
+use std::net::{SocketAddrV4, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+// ANCHOR: xps_listener
+/// One listening socket: `xps_listener_t` in C.
+#[derive(Debug)]
+pub struct XpsListener {
+    /// The epoll instance the listener is attached to.
+    pub epoll_fd: RawFd,
+    /// The host it was asked to listen on, as given on the command line.
+    pub host: String,
+    /// The port it listens on: the real one, even when 0 was asked for.
+    pub port: u16,
+    /// The listening socket (`sock_fd` in C), closed when dropped.
+    pub socket: TcpListener,
+}
+// ANCHOR_END: xps_listener
+
+impl XpsListener {
+    // ANCHOR: create
+    /// `xps_listener_create()`: opens a listening socket on `host:port`,
+    /// attaches it to the loop and adds the listener to the global list.
+    /// Returns the listener's id in `LISTENERS`.
+    ///
+    /// Every failure is logged as an ERROR naming host and port; whatever was
+    /// opened so far is closed by `Drop` on the way out.
+    pub fn create(epoll_fd: RawFd, host: &str, port: u16) -> io::Result<usize> {
+        let fail = |step: &str, err: io::Error| {
+            logger!(
+                LogLevel::Error,
+                "xps_listener_create()",
+                "{step} failed for {host}:{port}: {err}"
+            );
+            err
+        };
+        let addr = xps_getaddrinfo(host, port).map_err(|err| fail("resolving the host", err))?;
+        let socket = open_listening_socket(addr).map_err(|(step, err)| fail(step, err))?;
+        let port = socket.local_addr().map_err(|err| fail("getsockname()", err))?.port();
+        // On failure, dropping `socket` closes it.
+        xps_loop_attach(epoll_fd, socket.as_raw_fd(), libc::EPOLLIN as u32)
+            .map_err(|err| fail("xps_loop_attach()", err))?;
+
+        let mut listeners = lock(&LISTENERS);
+        listeners.push(Some(XpsListener { epoll_fd, host: host.to_string(), port, socket }));
+        let id = listeners.len() - 1;
+        logger!(LogLevel::Debug, "xps_listener_create()", "created listener on {host}:{port}");
+        Ok(id)
+    }
+    // ANCHOR_END: create
+
+    // ANCHOR: destroy
+    /// `xps_listener_destroy()`: detaches the listener from the loop, empties
+    /// its slot in the global list and closes its socket.
+    ///
+    /// Nothing calls it in this stage: Ctrl+C ends the process and the
+    /// kernel closes every socket. Stage 7 destroys listeners on shutdown.
+    #[allow(dead_code)]
+    pub fn destroy(id: usize) {
+        let Some(listener) = lock(&LISTENERS).get_mut(id).and_then(Option::take) else {
+            return;
+        };
+        // An error here has been logged by the loop; the socket is closed
+        // below either way.
+        let _ = xps_loop_detach(listener.epoll_fd, listener.socket.as_raw_fd());
+        logger!(
+            LogLevel::Debug,
+            "xps_listener_destroy()",
+            "destroyed listener on {}:{}",
+            listener.host,
+            listener.port
+        );
+    }
+    // ANCHOR_END: destroy
+}
+
+// ANCHOR: open_listening_socket
+/// `socket()`, `setsockopt(SO_REUSEADDR)`, `bind()` and `listen()`: the four
+/// calls that make a listening socket. On failure, says which call failed.
+///
+/// `std::net::TcpListener::bind` does the same, but with its own backlog;
+/// the course asks for `DEFAULT_BACKLOG`, so the calls are made by hand and
+/// the result handed to `TcpListener`, whose safe `accept()` we then use.
+fn open_listening_socket(addr: SocketAddrV4) -> Result<TcpListener, (&'static str, io::Error)> {
+    let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket() takes no pointers; the result is checked.
+    let raw =
+        check_os(unsafe { libc::socket(libc::AF_INET, flags, 0) }).map_err(|e| ("socket()", e))?;
+    // SAFETY: `raw` is a new, valid fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    // Without SO_REUSEADDR, a server restarted right after Ctrl+C could not
+    // bind its port while old connections sit in TIME_WAIT.
+    let enable: libc::c_int = 1;
+    // SAFETY: the option value points to a c_int that outlives the call,
+    // and its size is passed with it.
+    let set = check_os(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&raw const enable).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    });
+    set.map_err(|e| ("setsockopt(SO_REUSEADDR)", e))?;
+
+    let sockaddr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*addr.ip()).to_be() },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sockaddr` is a valid sockaddr_in that outlives the call, and
+    // its exact size is passed with it.
+    let bound = check_os(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const sockaddr).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    });
+    bound.map_err(|e| ("bind()", e))?;
+
+    // SAFETY: listen() takes no pointers; the result is checked.
+    check_os(unsafe { libc::listen(fd.as_raw_fd(), DEFAULT_BACKLOG) })
+        .map_err(|e| ("listen()", e))?;
+    Ok(TcpListener::from(fd))
+}
+// ANCHOR_END: open_listening_socket
+
+// ANCHOR: connection_handler
+/// Called by the loop when listener `id` has a client waiting: accepts it
+/// and creates a connection for it.
+pub fn xps_listener_connection_handler(id: usize) {
+    let listeners = lock(&LISTENERS);
+    let Some(listener) = listeners.get(id).and_then(Option::as_ref) else {
+        return;
+    };
+    let (epoll_fd, port) = (listener.epoll_fd, listener.port);
+    let accepted = listener.socket.accept();
+    // Let go of the list before anything else needs it.
+    drop(listeners);
+    let socket = match accepted {
+        Ok((socket, _peer)) => socket,
+        // The client left before we got to it; nothing to do.
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+        Err(err) => {
+            logger!(LogLevel::Error, "xps_listener_connection_handler()", "accept() failed: {err}");
+            return;
+        }
+    };
+    // On failure the socket has been dropped, which closes it: the client
+    // sees its connection closed. The error is already logged.
+    if let Ok(connection_id) = XpsConnection::create(epoll_fd, socket, id)
+        && let Some(connection) = &lock(&CONNECTIONS)[connection_id]
+    {
+        logger!(
+            LogLevel::Info,
+            "xps_listener_connection_handler()",
+            "new connection from {} on port {port}",
+            connection.remote_ip
+        );
+    }
+}
+// ANCHOR_END: connection_handler
