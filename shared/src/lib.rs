@@ -8,9 +8,13 @@
 //! * [`scenarios`]: the course's milestones and the official tester's
 //!   checks, written once and run against every stage.
 //! * [`wait`]: polling a condition until a deadline.
+//! * [`build`]: finding another workspace crate's binary from a test.
+//! * [`units`]: sizes such as `200M`, parsed and printed.
 
+pub mod build;
 pub mod client;
 pub mod oracle;
 pub mod scenarios;
 pub mod server;
+pub mod units;
 pub mod wait;
