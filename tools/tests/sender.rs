@@ -1,0 +1,141 @@
+//! sender against small servers written here: it delivers every byte, it
+//! never reads, it reports a stall, and it fails cleanly when the server is
+//! not there.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SENDER: &str = env!("CARGO_BIN_EXE_sender");
+
+#[test]
+fn streams_all_of_stdin_and_exits_at_eof() {
+    let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut sender = Command::new(SENDER)
+        .args(["--port", &port, "--exit-at-eof"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = sender.stdin.take().unwrap();
+    let to_send = data.clone();
+    let feeder = std::thread::spawn(move || stdin.write_all(&to_send));
+
+    let (mut conn, _) = server.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut received = Vec::new();
+    conn.read_to_end(&mut received).unwrap();
+    feeder.join().unwrap().unwrap();
+    let out = sender.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        received == data,
+        "received {} of {} bytes, or different ones",
+        received.len(),
+        data.len()
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("end of input: sent 2.9 MiB"), "{out:?}");
+}
+
+#[test]
+fn reports_a_stall_when_the_server_does_not_read() {
+    let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let mut sender = Command::new(SENDER)
+        .args(["--port", &port])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = sender.stdin.take().unwrap();
+    // Feed at most 256 MiB; the feeder stops when sender stops taking more
+    // (its pipe is full) and ends when sender is killed (broken pipe).
+    std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..256 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    // Accept, then never read: the sender must stall.
+    let (_conn, _) = server.accept().unwrap();
+    let mut stderr = sender.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        let mut buf = [0; 4096];
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline && !seen.contains("stalled for 2 s") {
+            match stderr.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        seen
+    });
+    let seen = reader.join().unwrap();
+    let _ = sender.kill();
+    let _ = sender.wait();
+    assert!(seen.contains("stalled for 1 s: the server is not reading"), "{seen}");
+    assert!(seen.contains("stalled for 2 s: the server is not reading"), "{seen}");
+}
+
+#[test]
+fn no_server_is_a_one_line_error_and_status_1() {
+    // Bind then drop: the port is free and nothing listens on it.
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+    let out = Command::new(SENDER)
+        .args(["--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect") && stderr.contains("refused"), "{stderr}");
+}
+
+#[test]
+fn server_that_goes_away_is_an_error() {
+    let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let mut sender = Command::new(SENDER)
+        .args(["--port", &port])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = sender.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..256 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    // Read a little, then close with unread data: the sender sees a reset.
+    let (mut conn, _) = server.accept().unwrap();
+    let mut some = [0; 1000];
+    conn.read_exact(&mut some).unwrap();
+    drop(conn);
+    drop(server);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = sender.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = sender.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = sender.wait_with_output().unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the server is gone"), "{stderr}");
+}
