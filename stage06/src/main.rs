@@ -19,10 +19,12 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+// ANCHOR: modules
 mod cli;
 mod network;
 mod utils;
 mod xps;
+// ANCHOR_END: modules
 
 use crate::cli::Command;
 use crate::network::xps_connection::{XpsConnection, xps_connection_read_handler};

@@ -17,12 +17,14 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+// ANCHOR: modules
 mod cli;
 mod core;
 mod network;
 mod shutdown;
 mod utils;
 mod xps;
+// ANCHOR_END: modules
 
 use crate::cli::Command;
 use crate::core::xps_core::XpsCore;

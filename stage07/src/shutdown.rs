@@ -23,8 +23,10 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+// ANCHOR: received
 /// The shutdown signal received so far, or 0 for none.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+// ANCHOR_END: received
 
 // ANCHOR: handler
 /// The real signal handler: async-signal-safe, it only records the signal.
@@ -52,6 +54,7 @@ impl ShutdownSignal {
     }
 }
 
+// ANCHOR: requested
 /// The shutdown signal that has arrived, if any.
 pub fn requested() -> Option<ShutdownSignal> {
     match RECEIVED.load(Ordering::SeqCst) {
@@ -60,6 +63,7 @@ pub fn requested() -> Option<ShutdownSignal> {
         _ => None,
     }
 }
+// ANCHOR_END: requested
 
 /// The set {SIGINT, SIGTERM}.
 fn shutdown_signals() -> libc::sigset_t {
@@ -101,6 +105,7 @@ pub fn install() -> io::Result<()> {
 }
 // ANCHOR_END: install
 
+// ANCHOR: wait_mask
 /// The signal mask to wait with: the current one minus SIGINT and SIGTERM.
 /// `epoll_pwait()` switches to it only for as long as it sleeps.
 pub fn wait_mask() -> libc::sigset_t {
@@ -116,7 +121,9 @@ pub fn wait_mask() -> libc::sigset_t {
     }
     mask
 }
+// ANCHOR_END: wait_mask
 
+// ANCHOR: let_pending_in
 /// Opens the door for a moment: a shutdown signal that arrived while it was
 /// blocked runs its handler now. Afterwards [`requested`] tells if one came.
 pub fn let_pending_in() {
@@ -127,3 +134,4 @@ pub fn let_pending_in() {
     // SAFETY: as above; this blocks the two signals again.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
+// ANCHOR_END: let_pending_in

@@ -24,12 +24,15 @@ pub const DEFAULT_BUFFER_SIZE: usize = 100_000;
 // empty slots instead (see `store_in_slot` in xps_core.rs), so it has no use.
 // ANCHOR_END: constants
 
+// ANCHOR: stall_check
 /// How long one blocking `send()` may wait for room before it gives control
 /// back, so that a server stuck on a client who never reads still notices
 /// Ctrl+C. The socket stays blocking: `send()` simply returns `EAGAIN` after
 /// this long and is called again.
 pub const SEND_STALL_CHECK: Duration = Duration::from_millis(100);
+// ANCHOR_END: stall_check
 
+// ANCHOR: not_ported
 // The C header also defines error codes (`E_SUCCESS`, `E_FAIL`, `E_AGAIN`,
 // ...). Rust functions return `io::Result`, which carries the OS error
 // itself, so no numeric codes are needed.
@@ -37,6 +40,7 @@ pub const SEND_STALL_CHECK: Duration = Duration::from_millis(100);
 // It also defines `u_char`, `u_int` and `u_long`: Rust's `u8`, `u32` and
 // `u64` already say their size in their name. And it declares every struct
 // ahead of use (`struct xps_core_s;` ...), which Rust never needs.
+// ANCHOR_END: not_ported
 
 // ANCHOR: handler
 /// The type of every callback the loop calls: `xps_handler_t` in C.

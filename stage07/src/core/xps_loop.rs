@@ -64,6 +64,7 @@ struct EventSlot {
 }
 // ANCHOR_END: event_slot
 
+// ANCHOR: token
 /// Packs an fd and its slot's generation into the 64 bits of
 /// `epoll_event.data`, which epoll hands back untouched with each event.
 fn token(fd: RawFd, generation: u32) -> u64 {
@@ -74,6 +75,7 @@ fn token(fd: RawFd, generation: u32) -> u64 {
 fn untoken(token: u64) -> (RawFd, u32) {
     ((token & 0xffff_ffff) as u32 as RawFd, (token >> 32) as u32)
 }
+// ANCHOR_END: token
 
 // ANCHOR: xps_loop
 /// An event loop: `xps_loop_t` in C. The core owns exactly one.
@@ -92,10 +94,12 @@ pub struct XpsLoop {
 }
 // ANCHOR_END: xps_loop
 
+// ANCHOR: no_null_events
 // The C struct also counts its NULL entries (`n_null_events`) so that the
 // list can be compacted later. Slots indexed by fd are reused by the next
 // attach of that fd, and the kernel hands out the lowest free fd, so the
 // list never grows past the highest fd in use: no compaction, no counter.
+// ANCHOR_END: no_null_events
 
 impl XpsLoop {
     // ANCHOR: create
@@ -280,10 +284,12 @@ impl XpsLoop {
     // ANCHOR_END: wait_and_dispatch
 }
 
+// ANCHOR: slot_index
 /// An fd as an index into the slots; a negative fd is an error.
 fn slot_index(fd: RawFd) -> io::Result<usize> {
     usize::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))
 }
+// ANCHOR_END: slot_index
 
 #[cfg(test)]
 mod tests {
@@ -393,6 +399,7 @@ mod tests {
         core.destroy();
     }
 
+    // ANCHOR: skip_test
     #[test]
     fn event_detached_earlier_in_the_same_round_is_skipped() {
         let _serial = serial();
@@ -406,6 +413,7 @@ mod tests {
         PAIRS.with(|pairs| pairs.borrow_mut().clear());
         core.destroy();
     }
+    // ANCHOR_END: skip_test
 
     #[test]
     fn reused_slot_does_not_get_the_old_event() {

@@ -86,6 +86,7 @@ impl XpsConnection {
     // ANCHOR_END: destroy
 }
 
+// ANCHOR: after_read
 /// What the read handler decided about the connection.
 enum AfterRead {
     /// Keep the connection: the message was answered, or the server is
@@ -94,6 +95,7 @@ enum AfterRead {
     /// The client is gone or the socket failed: destroy the connection.
     Destroy,
 }
+// ANCHOR_END: after_read
 
 // ANCHOR: read_handler
 /// Called by the loop when connection `ptr` is readable
@@ -187,6 +189,7 @@ fn send_all(socket: &mut TcpStream, mut reply: &[u8]) -> AfterRead {
 }
 // ANCHOR_END: send_all
 
+// ANCHOR: is_stall
 /// True for the errors that mean "no progress yet, try again".
 fn is_stall(err: &io::Error) -> bool {
     matches!(
@@ -194,3 +197,4 @@ fn is_stall(err: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
     )
 }
+// ANCHOR_END: is_stall

@@ -1,0 +1,483 @@
+//! The book's recorded outputs are real: every transcript the book shows
+//! (server logs, `nc` sessions, `--help`, a test run) is a file under
+//! `book/src/` that this test produces again from the current binaries and
+//! compares with what is committed. A stale file fails the test.
+//!
+//! To rewrite the files after changing what a stage prints:
+//!
+//! ```text
+//! XPS_BLESS=1 cargo test -p shared --test book_outputs
+//! ```
+//!
+//! Each file starts with the command a learner would type (`$ ...`), then
+//! what it printed. What varies from run to run is normalised in both the
+//! recording and the comparison: the time at the start of each log line
+//! becomes `10:00:00.000`, the ports the OS picked become 8001, 8002, ...
+//! in the order the server announced them, and file descriptor numbers are
+//! shifted so the first one the log names is 4 (the first free fd after
+//! stdin, stdout, stderr and the epoll fd when started from a terminal).
+//!
+//! The servers run with `XPS_DEBUG=1` (the `Server` helper always sets it);
+//! a recording of a run without it drops the DEBUG lines, which is exactly
+//! what the logger does when `XPS_DEBUG` is unset.
+
+use shared::client::Client;
+use shared::server::Server;
+use shared::wait::wait_until;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How long any awaited log line may take.
+const LOG_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a stopped server may take to exit.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// How long building the two stages may take when they are not built yet.
+const BUILD_WAIT: Duration = Duration::from_secs(300);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn book_src() -> PathBuf {
+    workspace_root().join("book/src")
+}
+
+/// Runs `cargo` with `args` at the workspace root, killing it if it takes
+/// longer than `limit`. Returns its stdout.
+fn run_cargo(args: &[&str], limit: Duration) -> String {
+    // Cargo tells the tests it runs where it is; fall back to the one that
+    // compiled this file.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let out_path = std::env::temp_dir().join(format!(
+        "xps-book-cargo-{}-{}.out",
+        std::process::id(),
+        args.join("_").replace(['/', ' '], "_")
+    ));
+    let err_path = out_path.with_extension("err");
+    // Files, not pipes: a pipe nobody reads while we wait could fill up.
+    let out_file = fs::File::create(&out_path).expect("temporary file for cargo's output");
+    let err_file = fs::File::create(&err_path).expect("temporary file for cargo's errors");
+    let mut child = Command::new(cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(out_file)
+        .stderr(err_file)
+        .spawn()
+        .expect("cannot run cargo");
+    let mut status = None;
+    let finished = wait_until(limit, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if !finished {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("cargo {args:?} took longer than {limit:?}");
+    }
+    let stdout = fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = fs::remove_file(&out_path);
+    let _ = fs::remove_file(&err_path);
+    assert!(status.is_some_and(|s| s.success()), "cargo {args:?} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// The stage binaries, built if needed. A test in the `shared` crate cannot
+/// use `CARGO_BIN_EXE_stage07` (that is only for the crate's own tests), so
+/// it asks cargo to build them (a no-op after a workspace `cargo test`) and
+/// finds them beside its own executable: `target/debug/deps/..`.
+fn stage_binary(stage: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        run_cargo(&["build", "--quiet", "-p", "stage06", "-p", "stage07"], BUILD_WAIT);
+        let exe = std::env::current_exe().expect("path of this test");
+        exe.parent().and_then(Path::parent).expect("target/debug").to_path_buf()
+    });
+    let binary = dir.join(stage);
+    assert!(binary.exists(), "{} was not built", binary.display());
+    binary
+}
+
+// ---------------------------------------------------------------------
+// Normalising what varies
+// ---------------------------------------------------------------------
+
+/// The fixed time every log line shows in a recording.
+const TIME: &str = "10:00:00.000";
+
+/// True if `s` starts with a log timestamp `HH:MM:SS.mmm `.
+fn starts_with_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() > 13
+        && [0, 1, 3, 4, 6, 7, 9, 10, 11].iter().all(|&i| b[i].is_ascii_digit())
+        && b[2] == b':'
+        && b[5] == b':'
+        && b[8] == b'.'
+        && b[12] == b' '
+}
+
+/// Replaces every whole number in `line` for which `map` has a value.
+fn map_numbers(line: &str, map: impl Fn(&str, &str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+        let (before, from) = rest.split_at(start);
+        let end = from.find(|c: char| !c.is_ascii_digit()).unwrap_or(from.len());
+        let (number, after) = from.split_at(end);
+        out.push_str(before);
+        match map(before, number) {
+            Some(replacement) => out.push_str(&replacement),
+            None => out.push_str(number),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Normalises a server log: times, OS-chosen ports, fd numbers.
+fn normalise_log(log: &str, ports: &[u16]) -> String {
+    let first_fd: Option<i64> = log.lines().find_map(|line| {
+        let at = line.find("fd ")? + 3;
+        let digits: String = line[at..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    });
+    let fd_shift = first_fd.map_or(0, |fd| 4 - fd);
+    let mut out = String::new();
+    for line in log.lines() {
+        let line = if starts_with_time(line) {
+            format!("{TIME}{}", &line[12..])
+        } else {
+            line.to_string()
+        };
+        let line = map_numbers(&line, |before, number| {
+            if let Some(i) = ports.iter().position(|p| p.to_string() == number) {
+                return Some((8001 + i).to_string());
+            }
+            if before.ends_with("fd ") {
+                let fd: i64 = number.parse().ok()?;
+                return Some((fd + fd_shift).to_string());
+            }
+            None
+        });
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The log without its DEBUG lines: what the server prints when
+/// `XPS_DEBUG` is not set.
+fn without_debug(log: &str) -> String {
+    log.lines().filter(|line| !line.contains("[DEBUG]")).map(|line| format!("{line}\n")).collect()
+}
+
+// ---------------------------------------------------------------------
+// Driving a server
+// ---------------------------------------------------------------------
+
+/// The line the loop prints each time it goes back to sleep.
+const IDLE: &str = "xps_loop_run() : epoll wait";
+
+fn idle_count(server: &Server) -> usize {
+    server.stdout().lines().filter(|line| line.ends_with(IDLE)).count()
+}
+
+/// Waits until the server has finished reacting to what we just did: it
+/// has gone back to `epoll_wait()` at least once more than `before`, and
+/// that is the last thing it printed.
+fn settle(server: &Server, before: usize) {
+    let settled = wait_until(LOG_WAIT, || {
+        let log = server.stdout();
+        let idle = log.lines().filter(|line| line.ends_with(IDLE)).count();
+        idle > before && log.lines().last().is_some_and(|line| line.ends_with(IDLE))
+    });
+    assert!(settled, "the server did not go back to waiting:\n{}", server.stdout());
+}
+
+/// Does `action` and waits until the server is idle again.
+fn step<T>(server: &Server, action: impl FnOnce() -> T) -> T {
+    let before = idle_count(server);
+    let result = action();
+    settle(server, before);
+    result
+}
+
+/// An `nc` session as the learner sees it: each line typed, then the
+/// server's reply.
+struct NcSession {
+    client: Client,
+    transcript: String,
+}
+
+impl NcSession {
+    fn open(server: &Server, port_index: usize) -> NcSession {
+        let port = server.ports[port_index];
+        let client = step(server, || Client::connect(port));
+        NcSession { client, transcript: format!("$ nc 127.0.0.1 {}\n", 8001 + port_index) }
+    }
+
+    fn say(&mut self, server: &Server, line: &str) {
+        let message = format!("{line}\n");
+        let reply = step(server, || self.client.round_trip(message.as_bytes()));
+        self.transcript.push_str(&message);
+        self.transcript.push_str(&String::from_utf8_lossy(&reply));
+    }
+
+    fn close(self, server: &Server) -> String {
+        let NcSession { client, transcript } = self;
+        step(server, || drop(client));
+        transcript
+    }
+}
+
+/// Starts `stage` on four OS-chosen ports and waits until it is idle.
+fn start(stage: &str) -> Server {
+    let server = Server::start(&stage_binary(stage), 4);
+    settle(&server, 0);
+    server
+}
+
+fn recording(command: &str, body: &str) -> String {
+    format!("$ {command}\n{body}")
+}
+
+/// The milestone session, the same for both stages: two clients on two
+/// ports, then Ctrl+C. Returns (server log, first client's nc session).
+fn milestone_session(stage: &str) -> (String, String) {
+    let server = start(stage);
+    let mut first = NcSession::open(&server, 0);
+    first.say(&server, "hello");
+    first.say(&server, "Rust is fun");
+    let mut second = NcSession::open(&server, 1);
+    second.say(&server, "racecar? no: level");
+    let _ = second.close(&server);
+    let first = first.close(&server);
+    let ports = server.ports.clone();
+    let exited = server.stop(libc::SIGINT, EXIT_WAIT);
+    (normalise_log(&exited.stdout, &ports), first)
+}
+
+// ---------------------------------------------------------------------
+// The recordings
+// ---------------------------------------------------------------------
+
+fn setup_help() -> String {
+    let out = Command::new(stage_binary("stage07"))
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run stage07 --help");
+    recording("cargo run -p stage07 -- --help", &String::from_utf8_lossy(&out.stdout))
+}
+
+fn stage06_milestone_server() -> String {
+    let (log, _) = milestone_session("stage06");
+    recording("cargo run -p stage06", &without_debug(&log))
+}
+
+fn stage06_milestone_nc() -> String {
+    milestone_session("stage06").1
+}
+
+fn stage07_milestone_server() -> String {
+    let (log, _) = milestone_session("stage07");
+    recording("cargo run -p stage07", &without_debug(&log))
+}
+
+fn stage07_milestone_nc() -> String {
+    milestone_session("stage07").1
+}
+
+/// One client says hello and leaves, with every DEBUG line.
+fn one_client_debug(stage: &str) -> String {
+    let server = start(stage);
+    let mut client = NcSession::open(&server, 0);
+    client.say(&server, "hello");
+    let _ = client.close(&server);
+    let ports = server.ports.clone();
+    let log = server.stop(libc::SIGKILL, EXIT_WAIT).stdout;
+    recording(&format!("XPS_DEBUG=1 cargo run -p {stage}"), &normalise_log(&log, &ports))
+}
+
+fn stage06_debug() -> String {
+    one_client_debug("stage06")
+}
+
+fn stage07_debug() -> String {
+    one_client_debug("stage07")
+}
+
+/// Ctrl+C with two clients still connected, with every DEBUG line, from
+/// the signal on.
+fn stage07_shutdown() -> String {
+    let server = start("stage07");
+    let mut first = NcSession::open(&server, 0);
+    first.say(&server, "hello");
+    let mut second = NcSession::open(&server, 2);
+    second.say(&server, "bye");
+    let before = server.stdout().lines().count();
+    let ports = server.ports.clone();
+    let exited = server.stop(libc::SIGINT, EXIT_WAIT);
+    assert_eq!(exited.status.code(), Some(0), "{}", exited.stdout);
+    let log = normalise_log(&exited.stdout, &ports);
+    let tail: String = log.lines().skip(before).map(|line| format!("{line}\n")).collect();
+    drop((first, second));
+    recording("XPS_DEBUG=1 cargo run -p stage07   # then Ctrl+C", &tail)
+}
+
+/// Milestone 1: the loop's own unit tests, run by cargo.
+fn stage07_milestone1() -> String {
+    let stdout = run_cargo(&["test", "-p", "stage07", "--bin", "stage07", "xps_loop"], BUILD_WAIT);
+    // Threads finish in any order, and the summary's time varies. The
+    // tests that check a wrong attach or detach fails make the logger print
+    // ERROR lines (libtest does not capture them), at any point and with
+    // whatever fd numbers the tests got: the book mentions them, the
+    // recording leaves them out.
+    let is_test = |line: &&str| line.starts_with("test ") && line.contains(" ... ");
+    let mut tests: Vec<&str> = stdout.lines().filter(is_test).collect();
+    tests.sort_unstable();
+    let mut body = String::new();
+    for line in stdout.lines() {
+        if is_test(&line) || starts_with_time(line) {
+            continue;
+        }
+        if line.starts_with("running ") {
+            body.push_str(line);
+            body.push('\n');
+            for test in &tests {
+                body.push_str(test);
+                body.push('\n');
+            }
+            continue;
+        }
+        match line.find("; finished in ") {
+            Some(at) => body.push_str(&format!("{}; finished in 0.01s", &line[..at])),
+            None => body.push_str(line),
+        }
+        body.push('\n');
+    }
+    recording("cargo test -p stage07 --bin stage07 xps_loop", &body)
+}
+
+// ---------------------------------------------------------------------
+// Compare or bless
+// ---------------------------------------------------------------------
+
+/// Makes the text of one recorded file.
+type Recorder = fn() -> String;
+
+/// Every recorded file, by its path under `book/src`, and what makes it.
+const RECORDINGS: &[(&str, Recorder)] = &[
+    ("setup/help.txt", setup_help),
+    ("stage06/milestone-server.txt", stage06_milestone_server),
+    ("stage06/milestone-nc.txt", stage06_milestone_nc),
+    ("stage06/debug-one-client.txt", stage06_debug),
+    ("stage07/milestone1-tests.txt", stage07_milestone1),
+    ("stage07/milestone2-server.txt", stage07_milestone_server),
+    ("stage07/milestone2-nc.txt", stage07_milestone_nc),
+    ("stage07/debug-one-client.txt", stage07_debug),
+    ("stage07/shutdown-debug.txt", stage07_shutdown),
+];
+
+fn bless() -> bool {
+    std::env::var_os("XPS_BLESS").is_some_and(|value| value == "1")
+}
+
+/// Produces recording `name` and compares it with the committed file, or
+/// rewrites the file when `XPS_BLESS=1`.
+fn check(name: &str) {
+    let (_, make) = RECORDINGS
+        .iter()
+        .find(|(path, _)| *path == name)
+        .unwrap_or_else(|| panic!("no recording named {name}"));
+    let fresh = make();
+    let path = book_src().join(name);
+    if bless() {
+        fs::write(&path, &fresh).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        return;
+    }
+    let committed = fs::read_to_string(&path).unwrap_or_default();
+    if committed != fresh {
+        let line = committed.lines().zip(fresh.lines()).position(|(a, b)| a != b);
+        panic!(
+            "book/src/{name} is stale (first difference at line {}).\n\
+             Rewrite it with: XPS_BLESS=1 cargo test -p shared --test book_outputs\n\
+             --- committed\n{committed}\n--- now\n{fresh}",
+            line.map_or_else(|| "end".to_string(), |l| (l + 1).to_string())
+        );
+    }
+}
+
+macro_rules! recorded {
+    ($($test:ident => $name:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check($name);
+            }
+        )*
+
+        /// Every recording has a test, and every `.txt` under `book/src` is
+        /// a recording (none is left behind, unchecked, after a rename).
+        #[test]
+        fn every_output_file_is_recorded() {
+            let tested = [$($name),*];
+            for (name, _) in RECORDINGS {
+                assert!(tested.contains(name), "{name} has no test");
+            }
+            let mut found = Vec::new();
+            collect_txt(&book_src(), &book_src(), &mut found);
+            for name in &found {
+                assert!(tested.contains(&name.as_str()), "book/src/{name} is not produced by any recording");
+            }
+        }
+    };
+}
+
+fn collect_txt(root: &Path, dir: &Path, found: &mut Vec<String>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_txt(root, &path, found);
+        } else if path.extension().is_some_and(|ext| ext == "txt")
+            && let Ok(relative) = path.strip_prefix(root)
+        {
+            found.push(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
+}
+
+recorded! {
+    setup_help_txt => "setup/help.txt",
+    stage06_milestone_server_txt => "stage06/milestone-server.txt",
+    stage06_milestone_nc_txt => "stage06/milestone-nc.txt",
+    stage06_debug_one_client_txt => "stage06/debug-one-client.txt",
+    stage07_milestone1_tests_txt => "stage07/milestone1-tests.txt",
+    stage07_milestone2_server_txt => "stage07/milestone2-server.txt",
+    stage07_milestone2_nc_txt => "stage07/milestone2-nc.txt",
+    stage07_debug_one_client_txt => "stage07/debug-one-client.txt",
+    stage07_shutdown_debug_txt => "stage07/shutdown-debug.txt",
+}
+
+#[test]
+fn normalising_fixes_times_ports_and_fds() {
+    let log = "07:01:12.512 [INFO] xps_core_start() : Server listening on port 41234\n\
+               07:01:12.513 [DEBUG] xps_loop_attach() : attached fd 6\n\
+               07:01:12.514 [DEBUG] xps_loop_attach() : attached fd 7\n\
+               client: 41234 stays if it is not a port? no: ports are replaced\n";
+    assert_eq!(
+        normalise_log(log, &[41234]),
+        "10:00:00.000 [INFO] xps_core_start() : Server listening on port 8001\n\
+         10:00:00.000 [DEBUG] xps_loop_attach() : attached fd 4\n\
+         10:00:00.000 [DEBUG] xps_loop_attach() : attached fd 5\n\
+         client: 8001 stays if it is not a port? no: ports are replaced\n"
+    );
+}
