@@ -1,16 +1,38 @@
-//! A TCP client for tests: connects to 127.0.0.1 only, and every wait on
-//! the network has a deadline, so a broken server fails a test instead of
-//! hanging it.
+//! A TCP client for tests and tools. Every wait on the network has a
+//! deadline, so a broken server fails a test instead of hanging it. Tests
+//! connect to 127.0.0.1 only; a tool may pass the address it was given.
 
 use crate::oracle::expected_reply;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// How long any single read or write may wait by default.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A connected test client.
+/// How a read of a reply ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyEnd {
+    /// Every byte asked for arrived.
+    Complete,
+    /// The server closed the connection first.
+    Closed,
+    /// The connection failed (reset, ...), with the OS error.
+    Failed(String),
+    /// The time ran out first.
+    TimedOut,
+}
+
+/// What arrived in answer to a message, and how the read ended.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The bytes received (fewer than asked unless `end` is `Complete`).
+    pub bytes: Vec<u8>,
+    /// Why the read stopped.
+    pub end: ReplyEnd,
+}
+
+/// A connected client.
 #[derive(Debug)]
 pub struct Client {
     stream: TcpStream,
@@ -24,8 +46,13 @@ impl Client {
     }
 
     /// Connects to `127.0.0.1:port`.
-    pub fn try_connect(port: u16) -> std::io::Result<Client> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    pub fn try_connect(port: u16) -> io::Result<Client> {
+        Client::try_connect_to(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+
+    /// Connects to `addr`, waiting at most [`IO_TIMEOUT`].
+    pub fn try_connect_to(addr: SocketAddr) -> io::Result<Client> {
+        let port = addr.port();
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -43,35 +70,50 @@ impl Client {
         &self.stream
     }
 
-    /// Sends all of `bytes`.
+    /// Sends all of `bytes`, panicking if that fails.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .unwrap_or_else(|err| panic!("send to port {}: {err}", self.port));
+        self.try_send(bytes).unwrap_or_else(|err| panic!("send to port {}: {err}", self.port));
+    }
+
+    /// Sends all of `bytes`.
+    pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads exactly `len` bytes, waiting at most `timeout` in all, and
+    /// says how the read ended.
+    pub fn read_reply(&mut self, len: usize, timeout: Duration) -> Reply {
+        let deadline = Instant::now() + timeout;
+        let mut received = vec![0; len];
+        let mut filled = 0;
+        let end = loop {
+            if filled == len {
+                break ReplyEnd::Complete;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                break ReplyEnd::TimedOut;
+            }
+            match self.stream.read(&mut received[filled..]) {
+                Ok(0) => break ReplyEnd::Closed,
+                Ok(n) => filled += n,
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break ReplyEnd::TimedOut;
+                }
+                Err(err) => break ReplyEnd::Failed(err.to_string()),
+            }
+        };
+        received.truncate(filled);
+        let _ = self.stream.set_read_timeout(Some(IO_TIMEOUT));
+        Reply { bytes: received, end }
     }
 
     /// Reads exactly `len` bytes, waiting at most `timeout` in all.
     /// Returns what arrived (shorter if the time ran out or the server
     /// closed the connection).
     pub fn recv_exact(&mut self, len: usize, timeout: Duration) -> Vec<u8> {
-        let deadline = Instant::now() + timeout;
-        let mut received = vec![0; len];
-        let mut filled = 0;
-        while filled < len {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
-                break;
-            }
-            match self.stream.read(&mut received[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        received.truncate(filled);
-        let _ = self.stream.set_read_timeout(Some(IO_TIMEOUT));
-        received
+        self.read_reply(len, timeout).bytes
     }
 
     /// Sends `message` and waits for as many bytes as it has.
@@ -141,6 +183,25 @@ impl Client {
         };
         let _ = self.stream.set_write_timeout(Some(IO_TIMEOUT));
         result
+    }
+
+    /// Closes the connection with a reset (RST) instead of a normal close:
+    /// `SO_LINGER` with a zero timeout makes `close()` drop unsent data and
+    /// abort, as a crashed client or a port scanner does.
+    pub fn reset(self) {
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: the option value points to a linger struct that outlives
+        // the call, and its exact size is passed with it.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        drop(self);
     }
 
     /// Closes the sending half: the server sees end of input.

@@ -1,0 +1,585 @@
+//! `xps-check`: checks whatever server is listening, yours or ours, against
+//! the milestones of a stage, and says plainly what passes and what fails.
+//!
+//! ```text
+//! xps-check --stage 7                       all the stage-7 checks on 8001-8004
+//! xps-check --stage 6 --ports 9001,9002     another set of ports
+//! xps-check --stage 7 --only large-message  one check
+//! ```
+//!
+//! It never starts a server, so it works on any implementation, in C or in
+//! Rust. It only talks to the host it is given, and every wait has a limit:
+//! a server that never answers fails in seconds, it does not hang the check.
+
+use shared::client::{Client, Reply, ReplyEnd};
+use shared::oracle::{Rng, expected_reply};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME] [--json]
+
+Checks the reverse server listening on HOST at PORTS against the milestones
+of stage N (6, 7 or 8) and prints one line per check.
+
+Options:
+  --stage N        6, 7 or 8 (required)
+  --host HOST      where the server is (default 127.0.0.1)
+  --ports P1,...   its ports (default 8001,8002,8003,8004)
+  --only NAME      run only this check (see --list)
+  --list           list the checks of the stage and exit
+  --timeout SECS   how long to wait for one reply (default 2)
+  --json           one JSON object per check, then a summary object
+  -h, --help       print this help
+
+Exit status: 0 if every check passed, 1 if one failed, 2 for bad flags.";
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+struct Options {
+    stage: u8,
+    host: String,
+    ports: Vec<u16>,
+    only: Option<String>,
+    list: bool,
+    timeout: Duration,
+    json: bool,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        stage: 0,
+        host: "127.0.0.1".to_string(),
+        ports: vec![8001, 8002, 8003, 8004],
+        only: None,
+        list: false,
+        timeout: Duration::from_secs(2),
+        json: false,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--json" => options.json = true,
+            "--list" => options.list = true,
+            "--stage" => {
+                let stage = value()?;
+                options.stage = match stage.as_str() {
+                    "6" | "7" | "8" => stage.parse().unwrap_or_default(),
+                    _ => return Err(format!("--stage must be 6, 7 or 8, not '{stage}'")),
+                };
+            }
+            "--host" => options.host = value()?,
+            "--ports" => {
+                let list = value()?;
+                options.ports = list
+                    .split(',')
+                    .map(|p| p.trim().parse().map_err(|_| format!("'{p}' is not a port")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--only" => options.only = Some(value()?),
+            "--timeout" => {
+                let secs = value()?;
+                let secs: f64 = secs
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 60.0)
+                    .ok_or_else(|| format!("--timeout takes seconds (0 to 60), not '{secs}'"))?;
+                options.timeout = Duration::from_secs_f64(secs);
+            }
+            other => return Err(format!("unknown option '{other}'")),
+        }
+    }
+    if options.stage == 0 {
+        return Err("--stage is required (6, 7 or 8)".to_string());
+    }
+    Ok(Some(options))
+}
+
+/// Why a check failed: what was sent, what a right server replies, what
+/// came back, and what that usually means.
+#[derive(Debug, Default)]
+struct Failure {
+    what: String,
+    sent: Option<Vec<u8>>,
+    expected: Option<Vec<u8>>,
+    got: Option<Vec<u8>>,
+    hint: String,
+}
+
+/// A check passes (perhaps with a remark) or fails.
+type Outcome = Result<Option<String>, Failure>;
+
+/// Where and how to talk to the server under check.
+struct Target {
+    addrs: Vec<SocketAddr>,
+    timeout: Duration,
+}
+
+impl Target {
+    fn connect(&self, index: usize) -> Result<Client, Failure> {
+        let addr = self.addrs[index % self.addrs.len()];
+        Client::try_connect_to(addr).map_err(|err| Failure {
+            what: format!("cannot connect to {addr}: {err}"),
+            hint: format!(
+                "is the server running, and listening on port {}? (start it first; \
+                 xps-check never starts one)",
+                addr.port()
+            ),
+            ..Failure::default()
+        })
+    }
+
+    /// Sends `message` and checks that the reply is its reverse.
+    fn exchange(&self, client: &mut Client, message: &[u8]) -> Result<(), Failure> {
+        let expected = expected_reply(message);
+        if let Err(err) = client.try_send(message) {
+            return Err(Failure {
+                what: format!("send to port {} failed: {err}", client.port()),
+                sent: Some(message.to_vec()),
+                hint: "the server closed or reset the connection before this message: it \
+                       should keep a client until the client leaves"
+                    .to_string(),
+                ..Failure::default()
+            });
+        }
+        let reply = client.read_reply(expected.len(), self.timeout);
+        if reply.end == ReplyEnd::Complete && reply.bytes == expected {
+            return Ok(());
+        }
+        Err(Failure {
+            what: format!("wrong reply on port {}", client.port()),
+            hint: hint_for(message, &expected, &reply, self.timeout),
+            sent: Some(message.to_vec()),
+            expected: Some(expected),
+            got: Some(reply.bytes),
+        })
+    }
+}
+
+/// The usual cause of a wrong reply, guessed from its shape.
+fn hint_for(message: &[u8], expected: &[u8], reply: &Reply, timeout: Duration) -> String {
+    let got = &reply.bytes;
+    match &reply.end {
+        ReplyEnd::TimedOut if got.is_empty() => {
+            return format!(
+                "no reply within {timeout:?}: is the connection's read handler attached to \
+                 the loop, and does it send? (or is the server blocked on another client?)"
+            );
+        }
+        ReplyEnd::Closed if got.is_empty() => {
+            return "the server closed the connection instead of answering: does it close \
+                    after the first reply, or on every read?"
+                .to_string();
+        }
+        ReplyEnd::Failed(err) => return format!("the connection failed: {err}"),
+        _ => {}
+    }
+    let mut fully_reversed = message.to_vec();
+    fully_reversed.reverse();
+    let mut all_but_last = message.to_vec();
+    if let Some((_, rest)) = all_but_last.split_last_mut() {
+        rest.reverse();
+    }
+    if got.as_slice() == message && message != expected {
+        "the reply is the message itself: the server echoes instead of reversing".to_string()
+    } else if message.ends_with(b"\n") && got == &fully_reversed {
+        "reply has the newline first: the reverse includes the trailing \\n".to_string()
+    } else if !message.ends_with(b"\n") && got == &all_but_last {
+        "the last byte stayed in place: the reverse always keeps the last byte, even when \
+         it is not \\n"
+            .to_string()
+    } else if got.len() < expected.len() {
+        format!(
+            "only {} of {} bytes came back: does the send loop stop after one partial \
+             send(), or is the receive buffer smaller than the message?",
+            got.len(),
+            expected.len()
+        )
+    } else {
+        "the bytes differ from the reverse: check the reverse function".to_string()
+    }
+}
+
+/// One check: its name, a one-line description, and the code.
+struct Check {
+    name: &'static str,
+    about: &'static str,
+    run: fn(&Target, u8) -> Outcome,
+}
+
+/// The checks, in the order they run. The blocking-send experiment goes
+/// last: on a blocking server it leaves the server busy for a moment.
+const CHECKS: &[Check] = &[
+    Check { name: "ports-reverse", about: "every port accepts and reverses", run: ports_reverse },
+    Check { name: "no-newline", about: "a message without \\n is reversed whole", run: no_newline },
+    Check { name: "lone-newline", about: "a lone \\n comes back as \\n", run: lone_newline },
+    Check {
+        name: "random-strings",
+        about: "official check 1: 1000 random strings per port",
+        run: random_strings,
+    },
+    Check {
+        name: "ten-clients",
+        about: "official check 2: ten clients at once on one port",
+        run: ten_clients,
+    },
+    Check {
+        name: "error-handling",
+        about: "official check 3: a client leaves, the others are still served",
+        run: error_handling,
+    },
+    Check { name: "interleave", about: "three clients on one port take turns", run: interleave },
+    Check {
+        name: "reset-client",
+        about: "a client that resets does not disturb the others",
+        run: reset_client,
+    },
+    Check {
+        name: "large-message",
+        about: "a message near the 100000-byte buffer: same byte count back",
+        run: large_message,
+    },
+    Check {
+        name: "blocking-send",
+        about: "a client that never reads: does everyone else wait?",
+        run: blocking_send,
+    },
+];
+
+fn checks_for(stage: u8) -> impl Iterator<Item = &'static Check> {
+    // The experiment belongs to stage 7 (an observation) and 8 (a check).
+    CHECKS.iter().filter(move |check| stage >= 7 || check.name != "blocking-send")
+}
+
+fn ports_reverse(target: &Target, _stage: u8) -> Outcome {
+    for index in 0..target.addrs.len() {
+        let mut client = target.connect(index)?;
+        target.exchange(&mut client, b"hello\n")?;
+        let message = format!("port {}\n", client.port());
+        target.exchange(&mut client, message.as_bytes())?;
+    }
+    Ok(None)
+}
+
+fn no_newline(target: &Target, _stage: u8) -> Outcome {
+    let mut client = target.connect(0)?;
+    target.exchange(&mut client, b"abc")?;
+    Ok(None)
+}
+
+fn lone_newline(target: &Target, _stage: u8) -> Outcome {
+    let mut client = target.connect(0)?;
+    target.exchange(&mut client, b"\n")?;
+    target.exchange(&mut client, b"after\n")?;
+    Ok(None)
+}
+
+fn random_strings(target: &Target, _stage: u8) -> Outcome {
+    let mut rng = Rng::new(0x0dd_ba11);
+    for index in 0..target.addrs.len() {
+        let mut client = target.connect(index)?;
+        for _ in 0..1000 {
+            target.exchange(&mut client, &rng.tester_message(99))?;
+        }
+    }
+    Ok(None)
+}
+
+fn ten_clients(target: &Target, _stage: u8) -> Outcome {
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(target.connect(0)?);
+    }
+    let start = Arc::new(Barrier::new(clients.len()));
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut client)| {
+                let start = Arc::clone(&start);
+                scope.spawn(move || {
+                    start.wait();
+                    target.exchange(&mut client, format!("string-{i}\n").as_bytes())
+                })
+            })
+            .collect();
+        for run in runs {
+            run.join().unwrap_or_else(|_| {
+                Err(Failure { what: "a client thread panicked".to_string(), ..Failure::default() })
+            })?;
+        }
+        Ok(None)
+    })
+}
+
+fn error_handling(target: &Target, _stage: u8) -> Outcome {
+    let first = target.connect(0)?;
+    let mut second = target.connect(0)?;
+    target.exchange(&mut second, b"hello\n")?;
+    drop(first);
+    // Give the server a moment to see the first client go.
+    std::thread::sleep(Duration::from_millis(100));
+    target.exchange(&mut second, b"still here\n").map_err(|mut failure| {
+        failure.hint = format!("after another client left: {}", failure.hint);
+        failure
+    })?;
+    let mut newcomer = target.connect(0)?;
+    target.exchange(&mut newcomer, b"brand new\n")?;
+    Ok(None)
+}
+
+fn interleave(target: &Target, _stage: u8) -> Outcome {
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(target.connect(0)?);
+    }
+    for round in 0..5 {
+        for (i, client) in clients.iter_mut().enumerate() {
+            target.exchange(client, format!("client {i} round {round}\n").as_bytes())?;
+        }
+    }
+    Ok(None)
+}
+
+fn reset_client(target: &Target, _stage: u8) -> Outcome {
+    let mut bystander = target.connect(0)?;
+    target.exchange(&mut bystander, b"before\n")?;
+    for _ in 0..5 {
+        let mut resetter = target.connect(0)?;
+        // Half a message, then a reset (RST) instead of a normal close.
+        let _ = resetter.try_send(b"half a mess");
+        resetter.reset();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    target.exchange(&mut bystander, b"after the resets\n").map_err(|mut failure| {
+        failure.hint = format!("after clients reset their connections: {}", failure.hint);
+        failure
+    })?;
+    let mut newcomer = target.connect(0)?;
+    target.exchange(&mut newcomer, b"new\n")?;
+    Ok(None)
+}
+
+fn large_message(target: &Target, _stage: u8) -> Outcome {
+    // TCP may deliver a large message in several pieces, and the server
+    // reverses each piece on its own, so only the byte count is certain.
+    let mut message = vec![b'x'; 99_999];
+    message.push(b'\n');
+    let mut client = target.connect(0)?;
+    if let Err(err) = client.try_send(&message) {
+        return Err(Failure { what: format!("send failed: {err}"), ..Failure::default() });
+    }
+    let reply = client.read_reply(message.len(), target.timeout * 2);
+    if reply.end == ReplyEnd::Complete {
+        return Ok(None);
+    }
+    Err(Failure {
+        what: format!(
+            "{} of {} bytes came back ({:?})",
+            reply.bytes.len(),
+            message.len(),
+            reply.end
+        ),
+        hint: "a large message needs every byte sent back: loop on send() until all is \
+               written, and read with a buffer of at least 100000 bytes"
+            .to_string(),
+        ..Failure::default()
+    })
+}
+
+fn blocking_send(target: &Target, stage: u8) -> Outcome {
+    // Flood until our sends stall (a blocking server is stuck in send()) or
+    // for a few seconds (a non-blocking server may keep reading), then see
+    // whether another client is served while the flooder still hangs on.
+    let mut flooder = target.connect(0)?;
+    let _ = flooder.flood_until_stalled(Duration::from_secs(1), 256 << 20, Duration::from_secs(5));
+    let mut other = target.connect(target.addrs.len() - 1)?;
+    let _ = other.try_send(b"ping\n");
+    let blocked_everyone = other.read_reply(5, target.timeout).end != ReplyEnd::Complete;
+    drop(flooder);
+    match (stage, blocked_everyone) {
+        (7, true) => Ok(Some(
+            "stalls while a client does not read: expected at this stage (stage 8 fixes it)"
+                .to_string(),
+        )),
+        (7, false) => Ok(Some(
+            "did not stall: your server already serves others while a client does not read"
+                .to_string(),
+        )),
+        (_, true) => Err(Failure {
+            what: "a client that never reads stopped the server from serving another".to_string(),
+            hint: "make connection sockets non-blocking, and when send() cannot write \
+                   everything keep the rest and wait for EPOLLOUT"
+                .to_string(),
+            ..Failure::default()
+        }),
+        (_, false) => Ok(None),
+    }
+}
+
+/// Shows bytes as a Rust-style string literal: readable, one line, exact.
+fn show(bytes: &[u8]) -> String {
+    const SHOWN: usize = 80;
+    let shown: String = bytes[..bytes.len().min(SHOWN)].escape_ascii().to_string();
+    if bytes.len() > SHOWN {
+        format!("\"{shown}\"... ({} bytes)", bytes.len())
+    } else {
+        format!("\"{shown}\"")
+    }
+}
+
+/// Escapes text for a JSON string.
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Prints one check's result, as text or JSON.
+fn report(check: &Check, outcome: &Outcome, took: Duration, options: &Options, colour: bool) {
+    let paint = |text: &str, code: &str| {
+        if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    };
+    if options.json {
+        let mut line = format!(
+            "{{\"check\":{},\"passed\":{},\"seconds\":{:.3}",
+            json_string(check.name),
+            outcome.is_ok(),
+            took.as_secs_f64()
+        );
+        match outcome {
+            Ok(Some(note)) => line += &format!(",\"note\":{}", json_string(note)),
+            Ok(None) => {}
+            Err(failure) => {
+                line += &format!(",\"what\":{}", json_string(&failure.what));
+                for (key, bytes) in [
+                    ("sent", &failure.sent),
+                    ("expected", &failure.expected),
+                    ("got", &failure.got),
+                ] {
+                    if let Some(bytes) = bytes {
+                        line += &format!(",\"{key}\":{}", json_string(&show(bytes)));
+                    }
+                }
+                line += &format!(",\"hint\":{}", json_string(&failure.hint));
+            }
+        }
+        println!("{line}}}");
+        return;
+    }
+    let mark = match outcome {
+        Ok(None) => paint("PASS", "32"),
+        Ok(Some(_)) => paint("NOTE", "33"),
+        Err(_) => paint("FAIL", "31;1"),
+    };
+    println!("{mark} {:<15} {:>6.2} s  {}", check.name, took.as_secs_f64(), check.about);
+    match outcome {
+        Ok(Some(note)) => println!("     {note}"),
+        Ok(None) => {}
+        Err(failure) => {
+            println!("     {}", failure.what);
+            for (label, bytes) in
+                [("sent", &failure.sent), ("expected", &failure.expected), ("got", &failure.got)]
+            {
+                if let Some(bytes) = bytes {
+                    println!("     {label:<9} {}", show(bytes));
+                }
+            }
+            if !failure.hint.is_empty() {
+                println!("     {} {}", paint("hint:", "1"), failure.hint);
+            }
+        }
+    }
+}
+
+fn resolve(host: &str, ports: &[u16]) -> Result<Vec<SocketAddr>, String> {
+    ports
+        .iter()
+        .map(|&port| {
+            (host, port)
+                .to_socket_addrs()
+                .map_err(|err| format!("cannot resolve '{host}': {err}"))?
+                .next()
+                .ok_or_else(|| format!("'{host}' has no address"))
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("xps-check: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let selected: Vec<&Check> = checks_for(options.stage)
+        .filter(|check| options.only.as_deref().is_none_or(|only| only == check.name))
+        .collect();
+    if options.list {
+        for check in checks_for(options.stage) {
+            println!("{:<15} {}", check.name, check.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    if selected.is_empty() {
+        let names: Vec<_> = checks_for(options.stage).map(|c| c.name).collect();
+        eprintln!(
+            "xps-check: no check named '{}'; there are: {}",
+            options.only.as_deref().unwrap_or(""),
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let addrs = match resolve(&options.host, &options.ports) {
+        Ok(addrs) if !addrs.is_empty() => addrs,
+        Ok(_) => {
+            eprintln!("xps-check: no ports to check");
+            return ExitCode::from(2);
+        }
+        Err(message) => {
+            eprintln!("xps-check: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let target = Target { addrs, timeout: options.timeout };
+    let colour = !options.json
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if !options.json {
+        let ports: Vec<String> = options.ports.iter().map(u16::to_string).collect();
+        println!("checking stage {} on {} port {}", options.stage, options.host, ports.join(", "));
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for check in selected {
+        let started = Instant::now();
+        let outcome = (check.run)(&target, options.stage);
+        report(check, &outcome, started.elapsed(), &options, colour);
+        if outcome.is_ok() { passed += 1 } else { failed += 1 }
+    }
+    if options.json {
+        println!("{{\"passed\":{passed},\"failed\":{failed}}}");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -1,0 +1,187 @@
+//! xps-check against our own servers (everything passes) and against small
+//! wrong servers written here (the right check fails, with the right hint,
+//! and the other checks still run).
+
+use shared::build::workspace_binary;
+use shared::server::Server;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Command, Output};
+
+const XPS_CHECK: &str = env!("CARGO_BIN_EXE_xps-check");
+
+fn xps_check(ports: &[u16], args: &[&str]) -> Output {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    Command::new(XPS_CHECK)
+        .args(["--ports", &ports.join(",")])
+        .args(args)
+        .output()
+        .expect("run xps-check")
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The line of `check` in the output, and the indented lines under it.
+fn section<'a>(output: &'a str, check: &str) -> Vec<&'a str> {
+    let mut lines = output.lines().skip_while(|line| !line.contains(&format!(" {check} ")));
+    let mut section: Vec<&str> = lines.next().into_iter().collect();
+    section.extend(lines.take_while(|line| line.starts_with("     ")));
+    section
+}
+
+fn assert_passed(output: &str, check: &str) {
+    let lines = section(output, check);
+    assert!(lines.first().is_some_and(|l| l.starts_with("PASS")), "{check} should pass:\n{output}");
+}
+
+fn assert_failed_with_hint(output: &str, check: &str, hint: &str) {
+    let lines = section(output, check);
+    assert!(lines.first().is_some_and(|l| l.starts_with("FAIL")), "{check} should fail:\n{output}");
+    assert!(
+        lines.iter().any(|l| l.contains("hint:") && l.contains(hint)),
+        "{check} should hint '{hint}':\n{output}"
+    );
+}
+
+#[test]
+fn stage_7_passes_every_check() {
+    let server = Server::start(&workspace_binary("stage07", "stage07"), 4);
+    let out = xps_check(&server.ports, &["--stage", "7"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("10 passed, 0 failed"), "{}", text(&out));
+    assert!(text(&out).contains("stalls while a client does not read: expected"), "{}", text(&out));
+}
+
+#[test]
+fn stage_6_passes_every_check() {
+    let server = Server::start(&workspace_binary("stage06", "stage06"), 4);
+    let out = xps_check(&server.ports, &["--stage", "6"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("9 passed, 0 failed"), "{}", text(&out));
+}
+
+/// How a wrong server answers one chunk it has read: `None` closes.
+type Behaviour = fn(&[u8], usize) -> Option<Vec<u8>>;
+
+/// Starts a wrong server on `n_ports` free ports, one thread per client.
+/// The threads end with the test process.
+fn wrong_server(n_ports: usize, behaviour: Behaviour) -> Vec<u16> {
+    (0..n_ports)
+        .map(|_| {
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            std::thread::spawn(move || {
+                for client in listener.incoming().flatten() {
+                    std::thread::spawn(move || serve(client, behaviour));
+                }
+            });
+            port
+        })
+        .collect()
+}
+
+fn serve(mut client: TcpStream, behaviour: Behaviour) {
+    let mut buffer = vec![0; 100_000];
+    for count in 0.. {
+        let n = match client.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        match behaviour(&buffer[..n], count) {
+            Some(reply) => {
+                if client.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+            None => return,
+        }
+    }
+}
+
+fn reverse_everything(chunk: &[u8], _: usize) -> Option<Vec<u8>> {
+    Some(chunk.iter().rev().copied().collect())
+}
+
+fn correct(chunk: &[u8], _: usize) -> Option<Vec<u8>> {
+    Some(shared::oracle::expected_reply(chunk))
+}
+
+fn close_after_one_reply(chunk: &[u8], count: usize) -> Option<Vec<u8>> {
+    (count == 0).then(|| shared::oracle::expected_reply(chunk))
+}
+
+fn never_answer(_: &[u8], _: usize) -> Option<Vec<u8>> {
+    Some(Vec::new())
+}
+
+#[test]
+fn a_server_that_reverses_the_newline_too() {
+    let ports = wrong_server(4, reverse_everything);
+    let out = xps_check(&ports, &["--stage", "6", "--timeout", "0.5"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "ports-reverse", "reply has the newline first");
+    assert_passed(&output, "no-newline");
+    assert!(output.lines().last().unwrap().ends_with("failed"), "{output}");
+    assert_eq!(
+        output.lines().filter(|l| l.starts_with("PASS") || l.starts_with("FAIL")).count(),
+        9
+    );
+}
+
+#[test]
+fn a_server_that_closes_after_one_reply() {
+    let ports = wrong_server(4, close_after_one_reply);
+    let out = xps_check(&ports, &["--stage", "6", "--timeout", "0.5"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "ports-reverse", "closed the connection");
+    assert_passed(&output, "no-newline");
+    assert_passed(&output, "ten-clients");
+}
+
+#[test]
+fn a_server_that_never_answers_fails_fast() {
+    let ports = wrong_server(4, never_answer);
+    let started = std::time::Instant::now();
+    let out = xps_check(&ports, &["--stage", "6", "--timeout", "0.3"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "ports-reverse", "no reply within");
+    assert!(output.contains("0 passed, 9 failed"), "{output}");
+    assert!(started.elapsed().as_secs() < 15, "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_server_that_answers_on_one_port_only() {
+    let mut ports = wrong_server(1, correct);
+    // Three ports that nothing listens on: bound, then let go.
+    for _ in 0..3 {
+        ports.push(
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port(),
+        );
+    }
+    let out = xps_check(&ports, &["--stage", "6", "--timeout", "0.5"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "ports-reverse", "listening on port");
+    assert_failed_with_hint(&output, "random-strings", "listening on port");
+    assert_passed(&output, "no-newline");
+    assert_passed(&output, "ten-clients");
+    assert_passed(&output, "large-message");
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    for args in [
+        &[][..],
+        &["--stage", "9"],
+        &["--stage", "7", "--bogus"],
+        &["--stage", "7", "--only", "nope"],
+    ] {
+        let out = Command::new(XPS_CHECK).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+}
