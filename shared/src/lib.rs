@@ -10,10 +10,15 @@
 //! * [`wait`]: polling a condition until a deadline.
 //! * [`build`]: finding another workspace crate's binary from a test.
 //! * [`units`]: sizes such as `200M`, parsed and printed.
+//! * [`procfs`]: a process's open fds, memory and CPU time, from `/proc`.
+//! * [`robustness`]: faults, floods and hostile input, run against every
+//!   stage.
 
 pub mod build;
 pub mod client;
 pub mod oracle;
+pub mod procfs;
+pub mod robustness;
 pub mod scenarios;
 pub mod server;
 pub mod units;

@@ -3,6 +3,7 @@
 
 use crate::wait::wait_until;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +35,16 @@ impl Captured {
             }
         })
     }
+}
+
+/// How to start a server: [`Server::spawn_with`].
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Leave DEBUG logs off (they are on by default, for the tests that
+    /// count create/destroy lines).
+    pub quiet: bool,
+    /// Run it with at most this many open file descriptors.
+    pub max_fds: Option<u64>,
 }
 
 /// What a server left behind when it exited.
@@ -81,10 +92,43 @@ impl Server {
     /// Starts `binary` with `args`, DEBUG logs on and colours off, without
     /// waiting for anything.
     pub fn spawn(binary: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(binary)
-            .args(args)
-            .env("XPS_DEBUG", "1")
-            .env("NO_COLOR", "1")
+        Server::spawn_with(binary, args, &Launch::default())
+    }
+
+    /// Starts `binary` with `args` as `launch` says, colours off, without
+    /// waiting for anything.
+    pub fn spawn_with(binary: &Path, args: &[&str], launch: &Launch) -> Server {
+        let mut command = Command::new(binary);
+        command.args(args).env("NO_COLOR", "1");
+        if launch.quiet {
+            command.env_remove("XPS_DEBUG");
+        } else {
+            command.env("XPS_DEBUG", "1");
+        }
+        let max_fds = launch.max_fds;
+        let prepare_child = move || {
+            // Whatever fds the test process inherited (from a shell, an IDE,
+            // CI) must not leak into the server: they would shift the fd
+            // numbers it logs and take room under a fd limit. Mark every fd
+            // above stderr close-on-exec; a kernel too old for close_range
+            // (before 5.11) just leaves them.
+            // SAFETY: close_range() takes no pointers; failure is harmless.
+            unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+            if let Some(max_fds) = max_fds {
+                let limit = libc::rlimit { rlim_cur: max_fds, rlim_max: max_fds };
+                // SAFETY: `limit` is a valid rlimit that outlives the call.
+                let ret = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+                if ret != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        };
+        // SAFETY: the closure runs in the child between fork and exec, where
+        // only async-signal-safe calls are allowed: it makes two system
+        // calls and allocates nothing.
+        unsafe { command.pre_exec(prepare_child) };
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -7,6 +7,7 @@ use crate::utils::xps_logger::LogLevel;
 use crate::utils::xps_utils::{check_os, xps_getaddrinfo};
 use crate::xps::{CONNECTIONS, DEFAULT_BACKLOG, LISTENERS, xps_loop_attach, xps_loop_detach};
 use crate::{lock, logger};
+use std::fs::File;
 use std::io;
 use std::net::{SocketAddrV4, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -23,6 +24,11 @@ pub struct XpsListener {
     pub port: u16,
     /// The listening socket (`sock_fd` in C), closed when dropped.
     pub socket: TcpListener,
+    /// An fd held in reserve for when the process runs out (not in the
+    /// course; see `refuse_one_client`).
+    pub spare_fd: Option<File>,
+    /// True while accept() fails for lack of fds, so that is logged once.
+    pub out_of_fds: bool,
 }
 // ANCHOR_END: xps_listener
 
@@ -50,8 +56,17 @@ impl XpsListener {
         xps_loop_attach(epoll_fd, socket.as_raw_fd(), libc::EPOLLIN as u32)
             .map_err(|err| fail("xps_loop_attach()", err))?;
 
+        let spare_fd = File::open("/dev/null").ok();
+        let listener = XpsListener {
+            epoll_fd,
+            host: host.to_string(),
+            port,
+            socket,
+            spare_fd,
+            out_of_fds: false,
+        };
         let mut listeners = lock(&LISTENERS);
-        listeners.push(Some(XpsListener { epoll_fd, host: host.to_string(), port, socket }));
+        listeners.push(Some(listener));
         let id = listeners.len() - 1;
         logger!(LogLevel::Debug, "xps_listener_create()", "created listener on {host}:{port}");
         Ok(id)
@@ -142,18 +157,24 @@ fn open_listening_socket(addr: SocketAddrV4) -> Result<TcpListener, (&'static st
 /// Called by the loop when listener `id` has a client waiting: accepts it
 /// and creates a connection for it.
 pub fn xps_listener_connection_handler(id: usize) {
-    let listeners = lock(&LISTENERS);
-    let Some(listener) = listeners.get(id).and_then(Option::as_ref) else {
+    let mut listeners = lock(&LISTENERS);
+    let Some(listener) = listeners.get_mut(id).and_then(Option::as_mut) else {
         return;
     };
     let (epoll_fd, port) = (listener.epoll_fd, listener.port);
     let accepted = listener.socket.accept();
+    match &accepted {
+        Ok(_) => listener.accepting_again(),
+        Err(err) if is_out_of_fds(err) => listener.refuse_one_client(err),
+        Err(_) => {}
+    }
     // Let go of the list before anything else needs it.
     drop(listeners);
     let socket = match accepted {
         Ok((socket, _peer)) => socket,
         // The client left before we got to it; nothing to do.
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+        Err(err) if is_out_of_fds(&err) => return,
         Err(err) => {
             logger!(LogLevel::Error, "xps_listener_connection_handler()", "accept() failed: {err}");
             return;
@@ -173,3 +194,53 @@ pub fn xps_listener_connection_handler(id: usize) {
     }
 }
 // ANCHOR_END: connection_handler
+
+// ANCHOR: out_of_fds
+// Beyond the course: running out of file descriptors.
+//
+// A process may only have so many fds open (`ulimit -n`, often 1024). With
+// all of them in use, accept() fails with EMFILE and the client stays in the
+// listen queue. epoll is level-triggered, so it reports the listener ready
+// again at once: the loop would spin at full CPU, logging an error on every
+// turn, until some client leaves. The way out, used by libuv among others,
+// is an fd kept in reserve: give it up, accept the waiting client into the
+// slot it frees, close that client at once (it sees its connection closed
+// instead of hanging in the queue), and take the reserve back.
+impl XpsListener {
+    /// Turns away one waiting client while the process is out of fds.
+    fn refuse_one_client(&mut self, err: &io::Error) {
+        if !self.out_of_fds {
+            self.out_of_fds = true;
+            logger!(
+                LogLevel::Error,
+                "xps_listener_connection_handler()",
+                "accept() failed on port {}: {err}; closing new clients until fds are free",
+                self.port
+            );
+        }
+        self.spare_fd = None;
+        if let Ok((client, _peer)) = self.socket.accept() {
+            drop(client);
+        }
+        self.spare_fd = File::open("/dev/null").ok();
+    }
+
+    /// Notes that accept() works again after running out of fds.
+    fn accepting_again(&mut self) {
+        if self.out_of_fds {
+            self.out_of_fds = false;
+            logger!(
+                LogLevel::Info,
+                "xps_listener_connection_handler()",
+                "fds are free again: accepting on port {}",
+                self.port
+            );
+        }
+    }
+}
+
+/// True for the errors that mean "no file descriptor left".
+fn is_out_of_fds(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+// ANCHOR_END: out_of_fds

@@ -8,6 +8,7 @@ use crate::network::xps_connection::XpsConnection;
 use crate::utils::xps_logger::LogLevel;
 use crate::utils::xps_utils::{check_os, xps_getaddrinfo};
 use crate::xps::DEFAULT_BACKLOG;
+use std::fs::File;
 use std::io;
 use std::net::{SocketAddrV4, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -25,6 +26,11 @@ pub struct XpsListener {
     pub port: u16,
     /// The listening socket (`sock_fd` in C), closed when dropped.
     pub socket: TcpListener,
+    /// An fd held in reserve for when the process runs out (not in the
+    /// course; see `refuse_one_client`).
+    pub spare_fd: Option<File>,
+    /// True while accept() fails for lack of fds, so that is logged once.
+    pub out_of_fds: bool,
 }
 // ANCHOR_END: xps_listener
 
@@ -50,7 +56,10 @@ impl XpsListener {
         let port = socket.local_addr().map_err(|err| fail("getsockname()", err))?.port();
         let fd = socket.as_raw_fd();
 
-        let id = core.add_listener(XpsListener { host: host.to_string(), port, socket });
+        let spare_fd = File::open("/dev/null").ok();
+        let listener =
+            XpsListener { host: host.to_string(), port, socket, spare_fd, out_of_fds: false };
+        let id = core.add_listener(listener);
         let attached =
             core.event_loop.attach(fd, libc::EPOLLIN as u32, id, listener_connection_handler);
         if let Err(err) = attached {
@@ -144,14 +153,21 @@ fn open_listening_socket(addr: SocketAddrV4) -> Result<TcpListener, (&'static st
 /// Called by the loop when listener `ptr` has a client waiting: accepts it
 /// and creates a connection for it (`listener_connection_handler()`).
 fn listener_connection_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(listener) = core.listeners.get(ptr).and_then(Option::as_ref) else {
+    let Some(listener) = core.listeners.get_mut(ptr).and_then(Option::as_mut) else {
         return;
     };
     let port = listener.port;
     let socket = match listener.socket.accept() {
-        Ok((socket, _peer)) => socket,
+        Ok((socket, _peer)) => {
+            listener.accepting_again();
+            socket
+        }
         // The client left before we got to it; nothing to do.
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+        Err(err) if is_out_of_fds(&err) => {
+            listener.refuse_one_client(&err);
+            return;
+        }
         Err(err) => {
             logger!(LogLevel::Error, "listener_connection_handler()", "accept() failed: {err}");
             return;
@@ -171,3 +187,53 @@ fn listener_connection_handler(core: &mut XpsCore, ptr: usize) {
     }
 }
 // ANCHOR_END: connection_handler
+
+// ANCHOR: out_of_fds
+// Beyond the course: running out of file descriptors.
+//
+// A process may only have so many fds open (`ulimit -n`, often 1024). With
+// all of them in use, accept() fails with EMFILE and the client stays in the
+// listen queue. epoll is level-triggered, so it reports the listener ready
+// again at once: the loop would spin at full CPU, logging an error on every
+// turn, until some client leaves. The way out, used by libuv among others,
+// is an fd kept in reserve: give it up, accept the waiting client into the
+// slot it frees, close that client at once (it sees its connection closed
+// instead of hanging in the queue), and take the reserve back.
+impl XpsListener {
+    /// Turns away one waiting client while the process is out of fds.
+    fn refuse_one_client(&mut self, err: &io::Error) {
+        if !self.out_of_fds {
+            self.out_of_fds = true;
+            logger!(
+                LogLevel::Error,
+                "listener_connection_handler()",
+                "accept() failed on port {}: {err}; closing new clients until fds are free",
+                self.port
+            );
+        }
+        self.spare_fd = None;
+        if let Ok((client, _peer)) = self.socket.accept() {
+            drop(client);
+        }
+        self.spare_fd = File::open("/dev/null").ok();
+    }
+
+    /// Notes that accept() works again after running out of fds.
+    fn accepting_again(&mut self) {
+        if self.out_of_fds {
+            self.out_of_fds = false;
+            logger!(
+                LogLevel::Info,
+                "listener_connection_handler()",
+                "fds are free again: accepting on port {}",
+                self.port
+            );
+        }
+    }
+}
+
+/// True for the errors that mean "no file descriptor left".
+fn is_out_of_fds(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+// ANCHOR_END: out_of_fds

@@ -1,0 +1,321 @@
+//! `soak`: many clients misbehaving at once for a while, against any reverse
+//! server, with every reply checked and the server's fds and memory watched.
+//!
+//! ```text
+//! soak --ports 8001,8002,8003,8004 --clients 50 --seconds 30 --pid 12345
+//! ```
+//!
+//! Each client thread loops until time is up, picking at random: a line and
+//! its reply, binary junk, invalid UTF-8, NUL bytes, a lone newline, a
+//! 64 KiB message, a reset in the middle of a message, a connect-and-close,
+//! a client that says nothing for a moment, and a half-close after a line.
+//! It never floods without reading: on a blocking server (stages 6 and 7)
+//! that stalls everyone, which is Experiment 1, not a fault.
+
+use shared::client::{Client, ReplyEnd};
+use shared::oracle::{Rng, expected_reply};
+use shared::procfs;
+use shared::units::{format_bytes, parse_size};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+Usage: soak [--host HOST] [--ports P1,...] [--clients N] [--seconds T] [--pid PID]
+
+Runs N clients for T seconds against the reverse server at HOST:PORTS with a
+random mix of well-behaved and abrupt clients, checks every reply, and prints
+what happened. With --pid it also compares the server's open fds and memory
+before and after, and fails if fds leaked or memory grew too much.
+
+Options:
+  --host HOST          server address (default 127.0.0.1)
+  --ports P1,...       server ports (default 8001,8002,8003,8004)
+  --clients N          client threads (default 50)
+  --seconds T          how long to run (default 30)
+  --pid PID            the server's process id, to watch its fds and memory
+  --max-rss-growth S   most the server's memory may grow (default 1M)
+  --seed S             random seed (default: from the clock)
+  -h, --help           print this help";
+
+/// How long one reply may take before it counts as an error.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Options {
+    host: String,
+    ports: Vec<u16>,
+    clients: usize,
+    seconds: u64,
+    pid: Option<u32>,
+    max_rss_growth: u64,
+    seed: u64,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let mut options = Options {
+        host: "127.0.0.1".to_string(),
+        ports: vec![8001, 8002, 8003, 8004],
+        clients: 50,
+        seconds: 30,
+        pid: None,
+        max_rss_growth: 1 << 20,
+        seed,
+    };
+    fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+        value.parse().map_err(|_| format!("{flag}: '{value}' is not a valid number"))
+    }
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(None);
+        }
+        let value =
+            args.next().ok_or_else(|| format!("unknown option or missing value: '{arg}'"))?;
+        match arg.as_str() {
+            "--host" => options.host = value,
+            "--ports" => {
+                options.ports = value
+                    .split(',')
+                    .map(|p| number("--ports", p.trim()))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--clients" => options.clients = number(&arg, &value)?,
+            "--seconds" => options.seconds = number(&arg, &value)?,
+            "--pid" => options.pid = Some(number(&arg, &value)?),
+            "--max-rss-growth" => options.max_rss_growth = parse_size(&value)?,
+            "--seed" => options.seed = number(&arg, &value)?,
+            _ => return Err(format!("unknown option '{arg}'")),
+        }
+    }
+    if options.clients == 0 || options.ports.is_empty() {
+        return Err("need at least one client and one port".to_string());
+    }
+    Ok(Some(options))
+}
+
+/// Counters shared by every client thread.
+#[derive(Default)]
+struct Tally {
+    connections: AtomicU64,
+    messages: AtomicU64,
+    bytes: AtomicU64,
+    verified: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Tally {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One client's session: behaviours picked at random until `deadline`.
+fn client_loop(addrs: &[SocketAddr], seed: u64, deadline: Instant, tally: &Tally) {
+    let mut rng = Rng::new(seed);
+    while Instant::now() < deadline {
+        let addr = addrs[rng.below(addrs.len())];
+        if let Err(problem) = one_behaviour(addr, &mut rng, tally) {
+            Tally::add(&tally.errors, 1);
+            eprintln!("soak: {addr}: {problem}");
+        }
+    }
+}
+
+/// Sends `message` and checks the reply: its content when the message is
+/// small enough to arrive in one piece, its length otherwise.
+fn exchange(client: &mut Client, message: &[u8], tally: &Tally) -> Result<(), String> {
+    client.try_send(message).map_err(|err| format!("send failed: {err}"))?;
+    Tally::add(&tally.messages, 1);
+    Tally::add(&tally.bytes, message.len() as u64);
+    let reply = client.read_reply(message.len(), REPLY_TIMEOUT);
+    if reply.end != ReplyEnd::Complete {
+        return Err(format!(
+            "{} of {} reply bytes, then {:?}",
+            reply.bytes.len(),
+            message.len(),
+            reply.end
+        ));
+    }
+    // TCP may split a large message, and the server reverses each piece on
+    // its own: only a small message's reply is certain byte for byte.
+    if message.len() <= 16 * 1024 && reply.bytes != expected_reply(message) {
+        return Err(format!(
+            "wrong reply to {:?}",
+            String::from_utf8_lossy(&message[..message.len().min(40)])
+        ));
+    }
+    Tally::add(&tally.verified, 1);
+    Ok(())
+}
+
+fn text_line(rng: &mut Rng, max: usize) -> Vec<u8> {
+    rng.tester_message(max)
+}
+
+fn one_behaviour(addr: SocketAddr, rng: &mut Rng, tally: &Tally) -> Result<(), String> {
+    let mut client =
+        Client::try_connect_to(addr).map_err(|err| format!("connect failed: {err}"))?;
+    Tally::add(&tally.connections, 1);
+    match rng.below(10) {
+        // A well-behaved client: several lines and their replies.
+        0..=3 => {
+            for _ in 0..1 + rng.below(20) {
+                exchange(&mut client, &text_line(rng, 200), tally)?;
+            }
+        }
+        // Binary junk, invalid UTF-8, NUL bytes, a lone newline.
+        4 => {
+            let len = 1 + rng.below(8 * 1024);
+            let junk = rng.bytes(len);
+            exchange(&mut client, &junk, tally)?;
+            exchange(&mut client, b"\xff\xfe\xc3(\n", tally)?;
+            exchange(&mut client, b"nul\0in\0the\0middle\n", tally)?;
+            exchange(&mut client, b"\n", tally)?;
+        }
+        // A large message: 64 KiB.
+        5 => exchange(&mut client, &rng.bytes(64 * 1024), tally)?,
+        // A reset in the middle of a message.
+        6 => {
+            let _ = client.try_send(b"this message is cut sh");
+            client.reset();
+        }
+        // Connect and close at once, like a port scanner.
+        7 => drop(client),
+        // Connect and say nothing for a moment.
+        8 => std::thread::sleep(Duration::from_millis(20 + rng.below(200) as u64)),
+        // A line, then a half-close: the reply must still come.
+        _ => {
+            let line = text_line(rng, 100);
+            client.try_send(&line).map_err(|err| format!("send failed: {err}"))?;
+            client.shutdown_write();
+            Tally::add(&tally.messages, 1);
+            Tally::add(&tally.bytes, line.len() as u64);
+            let reply = client.read_reply(line.len(), REPLY_TIMEOUT);
+            if reply.bytes != expected_reply(&line) {
+                return Err(format!("half-closed client got {:?}", reply.end));
+            }
+            Tally::add(&tally.verified, 1);
+        }
+    }
+    Ok(())
+}
+
+/// The server's open fds and memory, if we were given its pid.
+fn snapshot(pid: Option<u32>) -> Option<(usize, u64)> {
+    let pid = pid?;
+    Some((procfs::open_fds(pid).ok()?, procfs::rss_bytes(pid).ok()?))
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("soak: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let addrs: Result<Vec<SocketAddr>, String> = options
+        .ports
+        .iter()
+        .map(|&port| {
+            (options.host.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|err| err.to_string())?
+                .next()
+                .ok_or_else(|| format!("'{}' has no address", options.host))
+        })
+        .collect();
+    let addrs = match addrs {
+        Ok(addrs) => addrs,
+        Err(message) => {
+            eprintln!("soak: cannot resolve {}: {message}", options.host);
+            return ExitCode::from(2);
+        }
+    };
+    if options.pid.is_some() && snapshot(options.pid).is_none() {
+        eprintln!("soak: cannot read /proc for pid {:?}", options.pid);
+        return ExitCode::from(2);
+    }
+    let before = snapshot(options.pid);
+    println!(
+        "soak: {} clients for {} s against {} port(s) {:?} (seed {})",
+        options.clients, options.seconds, options.host, options.ports, options.seed
+    );
+
+    let tally = Tally::default();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(options.seconds);
+    std::thread::scope(|scope| {
+        for i in 0..options.clients {
+            let (addrs, tally) = (&addrs, &tally);
+            let seed = options.seed.wrapping_add(i as u64 * 0x9e37_79b9);
+            scope.spawn(move || client_loop(addrs, seed, deadline, tally));
+        }
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let errors = get(&tally.errors);
+    println!("connections     {}", get(&tally.connections));
+    println!(
+        "messages        {} ({:.0}/s)",
+        get(&tally.messages),
+        get(&tally.messages) as f64 / elapsed
+    );
+    println!("bytes sent      {}", format_bytes(get(&tally.bytes)));
+    println!("verified        {}", get(&tally.verified));
+    println!("errors          {errors}");
+
+    let mut healthy = errors == 0;
+    if let Some((fds_before, rss_before)) = before {
+        // The server sees the last clients leave a moment after we do.
+        let mut after = snapshot(options.pid);
+        let settle = Instant::now() + Duration::from_secs(3);
+        while after.is_some_and(|(fds, _)| fds != fds_before) && Instant::now() < settle {
+            std::thread::sleep(Duration::from_millis(20));
+            after = snapshot(options.pid);
+        }
+        match after {
+            Some((fds_after, rss_after)) => {
+                let growth = rss_after.saturating_sub(rss_before);
+                println!("server fds      {fds_before} before, {fds_after} after");
+                println!(
+                    "server RSS      {} before, {} after (growth {})",
+                    format_bytes(rss_before),
+                    format_bytes(rss_after),
+                    format_bytes(growth)
+                );
+                if fds_after != fds_before {
+                    println!("soak: FAIL: the server's fd count did not come back");
+                    healthy = false;
+                }
+                if growth > options.max_rss_growth {
+                    println!(
+                        "soak: FAIL: the server's memory grew by more than {}",
+                        format_bytes(options.max_rss_growth)
+                    );
+                    healthy = false;
+                }
+            }
+            None => {
+                println!("soak: FAIL: the server (pid {:?}) is gone", options.pid);
+                healthy = false;
+            }
+        }
+    }
+    if errors > 0 {
+        println!("soak: FAIL: {errors} unexpected errors");
+    }
+    if healthy {
+        println!("soak: ok");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
