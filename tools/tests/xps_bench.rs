@@ -1,0 +1,135 @@
+//! xps-bench against the real stage-7 server (no errors) and against small
+//! wrong servers written here (errors counted, non-zero exit). Each run
+//! lasts about a second; xps-bench bounds its own time.
+
+use shared::build::workspace_binary;
+use shared::server::Server;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Command, Output};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const XPS_BENCH: &str = env!("CARGO_BIN_EXE_xps-bench");
+
+/// Runs xps-bench with `args` and returns its output and how long it took.
+fn bench(args: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = Command::new(XPS_BENCH).args(args).output().expect("run xps-bench");
+    (out, started.elapsed())
+}
+
+/// The `key=value` pairs of the last `result:` line.
+fn result(out: &Output) -> HashMap<String, String> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with("result: ")).unwrap_or_else(|| {
+        panic!("no result line: {out:?}");
+    });
+    line["result: ".len()..]
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+fn number(result: &HashMap<String, String>, key: &str) -> f64 {
+    result[key].parse().unwrap_or_else(|_| panic!("{key}={} is not a number", result[key]))
+}
+
+/// A one-thread server on a free port that handles connections with `serve`
+/// until `n` have been accepted. Each connection gets its own thread, which
+/// ends when the client closes it.
+fn wrong_server(n: usize, serve: fn(TcpStream)) -> (u16, JoinHandle<()>) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = std::thread::spawn(move || {
+        for stream in listener.incoming().take(n) {
+            let stream = stream.unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    (port, acceptor)
+}
+
+/// Reverses each chunk including its newline: "hello\n" -> "\nolleh".
+fn reverse_newline_too(mut stream: TcpStream) {
+    let mut buffer = [0; 4096];
+    while let Ok(n @ 1..) = stream.read(&mut buffer) {
+        buffer[..n].reverse();
+        if stream.write_all(&buffer[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads and never answers.
+fn never_reply(mut stream: TcpStream) {
+    let mut buffer = [0; 4096];
+    while let Ok(1..) = stream.read(&mut buffer) {}
+}
+
+#[test]
+fn stage07_gives_no_errors() {
+    let server = Server::start(&workspace_binary("stage07", "stage07"), 1);
+    let port = server.ports[0].to_string();
+    let (out, _) = bench(&["--port", &port, "--conns", "4", "--idle", "20", "--seconds", "1"]);
+    let result = result(&out);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(result["errors"], "0", "{out:?}");
+    assert_eq!(result["idle_open"], "20", "{out:?}");
+    assert!(number(&result, "msgs_per_s") > 0.0, "{out:?}");
+    assert!(number(&result, "p50_us") > 0.0, "{out:?}");
+    assert!(number(&result, "p99_us") >= number(&result, "p50_us"), "{out:?}");
+    // Every active connection reached the server, idle ones included.
+    assert!(server.count("new connection") >= 24, "{}", server.stdout());
+}
+
+#[test]
+fn wrong_replies_are_counted_and_fail_the_run() {
+    let (port, _acceptor) = wrong_server(2, reverse_newline_too);
+    let (out, elapsed) = bench(&["--port", &port.to_string(), "--conns", "2", "--seconds", "0.5"]);
+    let result = result(&out);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(number(&result, "wrong") > 0.0, "{out:?}");
+    assert_eq!(result["msgs"], "0", "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wrong reply"), "{out:?}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+#[test]
+fn a_server_that_never_replies_times_out_instead_of_hanging() {
+    let (port, _acceptor) = wrong_server(2, never_reply);
+    let port = port.to_string();
+    let (out, elapsed) =
+        bench(&["--port", &port, "--conns", "2", "--seconds", "0.5", "--timeout", "0.5"]);
+    let result = result(&out);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(result["timeouts"], "2", "{out:?}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+#[test]
+fn no_server_means_connect_errors() {
+    // Bind a port and close it again: nothing listens there now.
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+    let (out, _) = bench(&["--port", &port.to_string(), "--conns", "3", "--seconds", "0.5"]);
+    let result = result(&out);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(result["connect_failed"], "3", "{out:?}");
+}
+
+#[test]
+fn bad_flags_print_usage_and_exit_2() {
+    for args in [&["--conns"][..], &["--conns", "0"], &["--msg-size", "big"], &["--what"]] {
+        let (out, _) = bench(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(stderr.starts_with("xps-bench: "), "{stderr}");
+        assert!(stderr.contains("Usage: xps-bench"), "{stderr}");
+    }
+    let (out, _) = bench(&["--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--msg-size"));
+}
