@@ -26,10 +26,10 @@ mod utils;
 mod xps;
 // ANCHOR_END: modules
 
-use crate::cli::Command;
+use crate::cli::{Command, Config};
 use crate::network::xps_connection::{XpsConnection, xps_connection_read_handler};
 use crate::network::xps_listener::{XpsListener, xps_listener_connection_handler};
-use crate::utils::xps_logger::LogLevel;
+use crate::utils::xps_logger::{LogLevel, flush_log};
 use crate::utils::xps_utils::check_os;
 use crate::xps::MAX_EPOLL_EVENTS;
 use std::io;
@@ -76,7 +76,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let status = serve(&config);
+    // Whatever the log has gathered goes out before the process ends.
+    flush_log();
+    status
+}
 
+/// Creates the loop and a listener on each port, then runs the loop.
+fn serve(config: &Config) -> ExitCode {
     let Ok(epoll_fd) = xps_loop_create() else {
         // xps_loop_create() has logged why.
         return ExitCode::FAILURE;
@@ -155,6 +162,8 @@ fn xps_loop_run(epoll_fd: RawFd) -> io::Result<()> {
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX_EPOLL_EVENTS];
     loop {
         logger!(LogLevel::Debug, "xps_loop_run()", "epoll wait");
+        // Nothing may sit in the log's buffer while we sleep.
+        flush_log();
         // SAFETY: the buffer holds MAX_EPOLL_EVENTS events and outlives the call.
         let n_events =
             unsafe { libc::epoll_wait(epoll_fd, events.as_mut_ptr(), MAX_EPOLL_EVENTS as i32, -1) };

@@ -26,10 +26,10 @@ mod utils;
 mod xps;
 // ANCHOR_END: modules
 
-use crate::cli::Command;
+use crate::cli::{Command, Config};
 use crate::core::xps_core::XpsCore;
 use crate::shutdown::ShutdownSignal;
-use crate::utils::xps_logger::LogLevel;
+use crate::utils::xps_logger::{LogLevel, flush_log};
 use std::process::ExitCode;
 
 // ANCHOR: main
@@ -53,7 +53,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let status = serve(&config);
+    // Whatever the log has gathered goes out before the process ends.
+    flush_log();
+    status
+}
 
+/// Installs the signal handling, then creates the core and starts it;
+/// when the loop returns, destroys the core.
+fn serve(config: &Config) -> ExitCode {
     if let Err(err) = shutdown::install() {
         logger!(LogLevel::Error, "main()", "cannot install the signal handlers: {err}");
         return ExitCode::FAILURE;

@@ -2,7 +2,7 @@
 //! something, the loop calls [`xps_connection_read_handler`], which prints
 //! the message and sends it back reversed.
 
-use crate::utils::xps_logger::LogLevel;
+use crate::utils::xps_logger::{LogLevel, print_line};
 use crate::utils::xps_utils::{escape_for_terminal, get_remote_ip, reverse_in_place};
 use crate::xps::{CONNECTIONS, DEFAULT_BUFFER_SIZE, LISTENERS, xps_loop_attach, xps_loop_detach};
 use crate::{lock, logger};
@@ -133,9 +133,7 @@ fn serve_message(id: usize) -> AfterRead {
 /// sequences that recolour, retitle or clear the operator's terminal.
 fn print_message(message: &[u8]) {
     let text = message.strip_suffix(b"\n").unwrap_or(message);
-    let mut stdout = io::stdout().lock();
-    // A failed write to stdout must not take the server down.
-    let _ = writeln!(stdout, "client: {}", escape_for_terminal(text)).and_then(|()| stdout.flush());
+    print_line(format_args!("client: {}", escape_for_terminal(text)));
 }
 // ANCHOR_END: print_message
 

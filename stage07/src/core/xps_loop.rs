@@ -6,7 +6,7 @@
 use crate::core::xps_core::XpsCore;
 use crate::logger;
 use crate::shutdown;
-use crate::utils::xps_logger::LogLevel;
+use crate::utils::xps_logger::{LogLevel, flush_log};
 use crate::utils::xps_utils::check_os;
 use crate::xps::{MAX_EPOLL_EVENTS, XpsHandler};
 use std::io;
@@ -236,6 +236,8 @@ impl XpsLoop {
     pub fn wait_and_dispatch(core: &mut XpsCore, timeout_ms: i32) -> io::Result<usize> {
         let lp = &mut core.event_loop;
         logger!(LogLevel::Debug, "xps_loop_run()", "epoll wait");
+        // Nothing may sit in the log's buffer while we sleep.
+        flush_log();
         // SAFETY: the buffer holds MAX_EPOLL_EVENTS events and lives across
         // the call; `wait_mask` is an initialised sigset_t.
         let n_events = unsafe {

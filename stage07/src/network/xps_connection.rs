@@ -5,7 +5,7 @@
 use crate::core::xps_core::{XpsCore, take_from_slot};
 use crate::logger;
 use crate::shutdown;
-use crate::utils::xps_logger::LogLevel;
+use crate::utils::xps_logger::{LogLevel, flush_log, print_line};
 use crate::utils::xps_utils::{escape_for_terminal, get_remote_ip, reverse_in_place};
 use crate::xps::SEND_STALL_CHECK;
 use std::io::{self, Read, Write};
@@ -140,9 +140,7 @@ fn serve_message(core: &mut XpsCore, ptr: usize) -> AfterRead {
 /// sequences that recolour, retitle or clear the operator's terminal.
 fn print_message(message: &[u8]) {
     let text = message.strip_suffix(b"\n").unwrap_or(message);
-    let mut stdout = io::stdout().lock();
-    // A failed write to stdout must not take the server down.
-    let _ = writeln!(stdout, "client: {}", escape_for_terminal(text)).and_then(|()| stdout.flush());
+    print_line(format_args!("client: {}", escape_for_terminal(text)));
 }
 // ANCHOR_END: print_message
 
@@ -173,6 +171,8 @@ fn send_all(socket: &mut TcpStream, mut reply: &[u8]) -> AfterRead {
                         "connection_read_handler()",
                         "send() is blocked: the client is not reading"
                     );
+                    // The server may sit here a long time: show the log so far.
+                    flush_log();
                 }
                 shutdown::let_pending_in();
                 if shutdown::requested().is_some() {

@@ -5,11 +5,15 @@
 //! Colours are used only when stdout is a terminal and `NO_COLOR` is not set,
 //! so a log piped to a file or a test holds plain text. DEBUG lines appear
 //! only when the environment variable `XPS_DEBUG` is exactly `1`.
+//!
+//! On a terminal every line is written as soon as it is logged. Into a file
+//! or a pipe, lines are gathered and written together by [`flush_log`],
+//! which the loop calls before it waits for events (see [`Output`]).
 
 use colored::{ColoredString, Colorize};
 use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// How important a log line is; each level has its own colour.
 ///
@@ -108,19 +112,81 @@ pub fn format_line(
 }
 // ANCHOR_END: format_line
 
-/// Prints one log line to stdout and flushes it, like the C `logger()`.
+/// Prints one log line on stdout, like the C `logger()`.
 ///
 /// Use it through the [`logger!`](crate::logger) macro, which takes a format
-/// string as `printf` does. A failed write (stdout closed, disk full) is
-/// ignored on purpose: losing a log line must never take the server down.
+/// string as `printf` does.
 pub fn log(level: LogLevel, function_name: &str, message: fmt::Arguments<'_>) {
     let config = config();
     if level == LogLevel::Debug && !config.show_debug {
         return;
     }
-    let line = format_line(level, function_name, message, config.use_colour);
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    print_line(format_args!("{}", format_line(level, function_name, message, config.use_colour)));
+}
+
+/// Prints one line on stdout that is not a log line (the server prints
+/// each client message this way), in order with the log.
+pub fn print_line(line: fmt::Arguments<'_>) {
+    let mut output = output();
+    let _ = writeln!(output.pending, "{line}");
+    output.written(&mut std::io::stdout().lock());
+}
+
+/// Writes out any lines still gathered. The loop calls it before it waits
+/// for events, and `main()` before the process ends.
+pub fn flush_log() {
+    output().flush(&mut std::io::stdout().lock());
+}
+
+// ANCHOR: output
+/// The lines on their way to stdout.
+///
+/// Writing each line with its own `write()` costs a system call per line,
+/// as much as receiving or sending a message. On a terminal that is worth
+/// it: the operator sees every line at once. Into a file or a pipe nobody
+/// watches line by line, so lines are gathered here and written with one
+/// `write()` when the loop is about to sleep: a busy server makes one
+/// system call for many lines, and no line waits while the server is idle.
+#[derive(Debug)]
+pub struct Output {
+    /// Lines not written yet.
+    pending: Vec<u8>,
+    /// Write every line at once (stdout is a terminal).
+    immediate: bool,
+}
+
+/// Gathered output this large is written out without waiting for the loop.
+const FLUSH_AT: usize = 64 * 1024;
+
+impl Output {
+    /// Called after a line was added to `pending`: writes it out now on a
+    /// terminal, or when a lot has gathered.
+    fn written(&mut self, sink: &mut impl Write) {
+        if self.immediate || self.pending.len() >= FLUSH_AT {
+            self.flush(sink);
+        }
+    }
+
+    /// Writes out everything gathered. A failed write (stdout closed, disk
+    /// full) is dropped on purpose: losing log lines must never take the
+    /// server down.
+    fn flush(&mut self, sink: &mut impl Write) {
+        if !self.pending.is_empty() {
+            let _ = sink.write_all(&self.pending).and_then(|()| sink.flush());
+            self.pending.clear();
+        }
+    }
+}
+// ANCHOR_END: output
+
+static OUTPUT: OnceLock<Mutex<Output>> = OnceLock::new();
+
+fn output() -> MutexGuard<'static, Output> {
+    let output = OUTPUT.get_or_init(|| {
+        Mutex::new(Output { pending: Vec::new(), immediate: std::io::stdout().is_terminal() })
+    });
+    // Poisoned only if a thread panicked while printing; the buffer is fine.
+    output.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Logs a line: `logger!(LogLevel::Info, "xps_core_start()", "port {}", p)`.
@@ -164,6 +230,33 @@ mod tests {
         );
         assert!(!line.contains('\x1b'), "{line:?}");
         assert!(line.ends_with("[WARNING] sigint_handler() : SIGINT received"), "{line:?}");
+    }
+
+    #[test]
+    fn terminal_output_is_written_line_by_line() {
+        let mut sink = Vec::new();
+        let mut output = Output { pending: Vec::new(), immediate: true };
+        output.pending.extend_from_slice(b"one\n");
+        output.written(&mut sink);
+        assert_eq!(sink, b"one\n");
+        assert!(output.pending.is_empty());
+    }
+
+    #[test]
+    fn other_output_waits_for_a_flush_or_a_full_buffer() {
+        let mut sink = Vec::new();
+        let mut output = Output { pending: Vec::new(), immediate: false };
+        output.pending.extend_from_slice(b"one\n");
+        output.written(&mut sink);
+        output.pending.extend_from_slice(b"two\n");
+        output.written(&mut sink);
+        assert!(sink.is_empty(), "written before the flush");
+        output.flush(&mut sink);
+        assert_eq!(sink, b"one\ntwo\n");
+
+        output.pending.resize(FLUSH_AT, b'x');
+        output.written(&mut sink);
+        assert_eq!(sink.len(), 8 + FLUSH_AT, "a full buffer is written at once");
     }
 
     #[test]
