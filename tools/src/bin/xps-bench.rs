@@ -50,8 +50,18 @@ Options:
   -h, --help       print this help";
 
 /// How many connections may be in the middle of their handshake at once.
-/// The stage servers listen with a backlog of 64.
 const CONNECT_WINDOW: usize = 64;
+
+/// New connections per second: where the pace starts, its floor and its
+/// ceiling. A server accepts one client at a time, and the kernel queues
+/// only `backlog` (64 for the stage servers) finished handshakes for it;
+/// beyond that it drops the client's SYN, and the client sends it again
+/// only a second later. So connections are opened at a pace, which slows
+/// down when handshakes stall and speeds up while they do not.
+const CONNECT_RATE: (f64, f64, f64) = (10_000.0, 200.0, 100_000.0);
+
+/// A handshake that takes this long has probably had its SYN dropped.
+const HANDSHAKE_STALL: Duration = Duration::from_millis(250);
 
 /// How long one connection may take to be established.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -412,6 +422,12 @@ struct Bench {
     conns: Vec<Conn>,
     /// Connections in their handshake.
     in_flight: usize,
+    /// The pace of new connections (per second), the connections that may
+    /// be opened now, when that was computed, and when the pace last slowed.
+    connect_rate: f64,
+    tokens: f64,
+    last_refill: Instant,
+    last_slowdown: Option<Instant>,
     /// Idle connections whose handshake has ended, well or not.
     idle_settled: usize,
     /// Active connections that have had a first reply or are closed.
@@ -458,6 +474,10 @@ impl Bench {
             timeout: options.timeout,
             conns: Vec::with_capacity(total),
             in_flight: 0,
+            connect_rate: CONNECT_RATE.0,
+            tokens: 1.0,
+            last_refill: now,
+            last_slowdown: None,
             idle_settled: 0,
             settled: 0,
             live_active: 0,
@@ -514,6 +534,10 @@ impl Bench {
                 next_tick = now + TICK;
             }
             let mut wait = next_tick.saturating_duration_since(now);
+            if self.conns.len() < self.total() {
+                // Come back soon to open the next ones at the pace.
+                wait = wait.min(Duration::from_millis(1));
+            }
             if let Some((_, end, _)) = self.window {
                 wait = wait.min(end.saturating_duration_since(now));
             }
@@ -556,11 +580,19 @@ impl Bench {
             self.idle_done = Some(now);
             self.report.idle_time = now.duration_since(self.started);
         }
-        while self.in_flight < CONNECT_WINDOW && self.conns.len() < self.total() {
+        let elapsed = now.duration_since(self.last_refill).as_secs_f64();
+        self.last_refill = now;
+        let burst = CONNECT_WINDOW as f64 / 2.0;
+        self.tokens = (self.tokens + self.connect_rate * elapsed).min(burst);
+        while self.in_flight < CONNECT_WINDOW
+            && self.conns.len() < self.total()
+            && self.tokens >= 1.0
+        {
             let role = if self.conns.len() < self.n_idle { Role::Idle } else { Role::Active };
             if role == Role::Active && self.idle_done.is_none() {
                 break;
             }
+            self.tokens -= 1.0;
             self.open(role, now);
         }
     }
@@ -758,6 +790,7 @@ impl Bench {
 
     /// Closes every connection whose handshake or reply is late.
     fn check_deadlines(&mut self, now: Instant) {
+        self.adjust_connect_rate(now);
         for index in 0..self.conns.len() {
             let conn = &self.conns[index];
             let waited = now.duration_since(conn.started);
@@ -777,6 +810,26 @@ impl Bench {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Halves the pace of new connections when a handshake stalls (at most
+    /// once a second: a dropped SYN takes a second to be sent again), and
+    /// raises it a little on every tick without one.
+    fn adjust_connect_rate(&mut self, now: Instant) {
+        if self.conns.len() == self.total() && self.in_flight == 0 {
+            return;
+        }
+        let (_, floor, ceiling) = CONNECT_RATE;
+        let stalled = self.conns.iter().rev().take(CONNECT_WINDOW * 4).any(|conn| {
+            conn.state == State::Connecting && now.duration_since(conn.started) > HANDSHAKE_STALL
+        });
+        let recently = self.last_slowdown.is_some_and(|t| now.duration_since(t) < 10 * TICK);
+        if stalled && !recently {
+            self.connect_rate = (self.connect_rate / 2.0).max(floor);
+            self.last_slowdown = Some(now);
+        } else if !stalled {
+            self.connect_rate = (self.connect_rate + 1000.0).min(ceiling);
         }
     }
 
