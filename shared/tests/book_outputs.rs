@@ -21,13 +21,13 @@
 //! a recording of a run without it drops the DEBUG lines, which is exactly
 //! what the logger does when `XPS_DEBUG` is unset.
 
+use shared::build::workspace_binary;
 use shared::client::Client;
 use shared::server::Server;
 use shared::wait::wait_until;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How long any awaited log line may take.
@@ -88,20 +88,10 @@ fn run_cargo(args: &[&str], limit: Duration) -> String {
     stdout
 }
 
-/// The stage binaries, built if needed. A test in the `shared` crate cannot
-/// use `CARGO_BIN_EXE_stage07` (that is only for the crate's own tests), so
-/// it asks cargo to build them (a no-op after a workspace `cargo test`) and
-/// finds them beside its own executable: `target/debug/deps/..`.
+/// A stage binary, built if needed (a no-op after a workspace `cargo test`):
+/// a test in the `shared` crate cannot use `CARGO_BIN_EXE_stage07`.
 fn stage_binary(stage: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        run_cargo(&["build", "--quiet", "-p", "stage06", "-p", "stage07"], BUILD_WAIT);
-        let exe = std::env::current_exe().expect("path of this test");
-        exe.parent().and_then(Path::parent).expect("target/debug").to_path_buf()
-    });
-    let binary = dir.join(stage);
-    assert!(binary.exists(), "{} was not built", binary.display());
-    binary
+    workspace_binary(stage, stage)
 }
 
 // ---------------------------------------------------------------------
