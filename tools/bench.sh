@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# The performance figures of stage 6 and stage 7, measured with xps-bench:
+# msgs/s at 1, 10 and 100 active connections; 100 active with 10,000 idle
+# against 100 active alone; system calls per message (strace -c); VmRSS per
+# idle connection; VmRSS growth over a long run; and how long stage 7 takes
+# to exit on SIGINT with 10,000 connections open. Prints Markdown tables.
+#
+#   bash tools/bench.sh                 everything (about two minutes)
+#   SECS=2 LONG=10 bash tools/bench.sh  shorter runs
+#   KEEP=dir bash tools/bench.sh        also keep strace's tables in dir
+#
+# Servers listen on 127.0.0.1 only, on ports the OS picks (--ports 0), so
+# they never clash with a server you have running on 8001-8004. Every wait
+# is bounded, and every process started here is stopped on exit, even on
+# failure or Ctrl+C. Needs strace (apt-get install strace) for the syscall
+# rows; without it they say "n/a".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECS=${SECS:-3}      # seconds measured per xps-bench run
+IDLE=${IDLE:-10000}  # idle connections
+LONG=${LONG:-30}     # seconds of the memory-growth run
+MSG=${MSG:-64}       # bytes per message
+
+cargo build --release --quiet -p stage06 -p stage07 -p tools
+BIN=${CARGO_TARGET_DIR:-target}/release
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/xps-bench.XXXXXX")
+
+# Every process started here, to be stopped on the way out.
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+note() { echo "bench.sh: $*" >&2; }
+
+# Polls `condition` (a command) every 10 ms for at most $1 seconds.
+wait_for() {
+    local tries=$(($1 * 100)); shift
+    while ! "$@"; do
+        tries=$((tries - 1))
+        ((tries > 0)) || return 1
+        sleep 0.01
+    done
+}
+
+# The value of `key` in a "result: k=v k=v" line.
+field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+fd_count() { ls "/proc/$1/fd" | wc -l; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+has_fds() { (($(fd_count "$1") >= $2)); }
+fds_at_most() { (($(fd_count "$1") <= $2)); }
+port_known() { grep -q 'Server listening on port' "$1"; }
+
+# start_server STAGE: starts it on a free port with the fd limit raised to
+# the hard limit (the servers do not raise it themselves) and stdout in a
+# file. Sets SERVER and PORT.
+start_server() {
+    local log=$WORK/$1.log
+    : >"$log"
+    (ulimit -n "$(ulimit -Hn)" && exec env NO_COLOR=1 "$BIN/$1" --host 127.0.0.1 --ports 0) \
+        >>"$log" 2>&1 &
+    SERVER=$!
+    PIDS+=("$SERVER")
+    wait_for 5 port_known "$log" || { note "$1 did not start:"; cat "$log" >&2; exit 1; }
+    PORT=$(sed -n 's/.*Server listening on port \([0-9]*\).*/\1/p' "$log" | head -1)
+    LOG=$log
+}
+
+# stop_server SIGNAL: sends it, then SIGKILL if the server is still there
+# after 5 s. Sets STOP_MS (how long it took to exit) and STOP_STATUS. (A
+# script's background jobs start with SIGINT ignored: stage 7 installs its
+# own handler, stage 6 has none and is stopped with SIGTERM.)
+stop_server() {
+    local watchdog done_pid=""
+    sleep 5 &
+    watchdog=$!
+    PIDS+=("$watchdog")
+    local start=$EPOCHREALTIME
+    kill "-$1" "$SERVER" 2>/dev/null || true
+    STOP_STATUS=0
+    wait -n -p done_pid "$SERVER" "$watchdog" || STOP_STATUS=$?
+    local end=$EPOCHREALTIME
+    if [[ $done_pid != "$SERVER" ]]; then
+        kill -KILL "$SERVER" 2>/dev/null || true
+        wait "$SERVER" 2>/dev/null || true
+        STOP_STATUS="killed after 5 s"
+    fi
+    kill "$watchdog" 2>/dev/null || true
+    wait "$watchdog" 2>/dev/null || true
+    STOP_MS=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", 1000 * (b - a) }')
+}
+
+# bench ARGS...: one xps-bench run against the current server; prints its
+# result line (and keeps the log from growing without bound).
+bench() {
+    local out
+    out=$("$BIN/xps-bench" --port "$PORT" --msg-size "$MSG" "$@" 2>&1) || true
+    : >"$LOG"
+    grep '^result: ' <<<"$out" || { note "xps-bench $*: no result"; echo "$out" >&2; echo "result: "; }
+    local errors; errors=$(field "$(grep '^result: ' <<<"$out")" errors)
+    [[ "${errors:-1}" == 0 ]] || note "xps-bench $* reported errors: $(grep 'first error' <<<"$out")"
+}
+
+# bench_bg ARGS...: xps-bench in the background, its output in $WORK/bg.out.
+bench_bg() {
+    "$BIN/xps-bench" --port "$PORT" --msg-size "$MSG" "$@" >"$WORK/bg.out" 2>&1 &
+    BG=$!
+    PIDS+=("$BG")
+}
+
+# wait_bg SECONDS: waits that long at most for it; sets BG_RESULT.
+wait_bg() {
+    timeout "$1" bash -c "while kill -0 $BG 2>/dev/null; do sleep 0.05; done" ||
+        kill -KILL "$BG" 2>/dev/null || true
+    wait "$BG" 2>/dev/null || true
+    BG_RESULT=$(grep '^result: ' "$WORK/bg.out" || echo "result: ")
+}
+
+# strace_run NAME CONNS: counts the server's system calls with strace -c -f
+# attached while xps-bench runs; prints "total-per-message breakdown".
+strace_run() {
+    local name=$1 conns=$2 out=$WORK/$1.strace
+    if ! command -v strace >/dev/null; then echo "n/a"; return; fi
+    strace -c -f -p "$SERVER" -o "$out" 2>/dev/null &
+    local tracer=$!
+    PIDS+=("$tracer")
+    # Attached once the server's TracerPid is set.
+    wait_for 5 bash -c "grep -q '^TracerPid:[[:space:]]*[1-9]' /proc/$SERVER/status" ||
+        { note "strace did not attach"; echo "n/a"; return; }
+    local result; result=$(bench --conns "$conns" --seconds "$SECS")
+    kill -INT "$tracer"
+    wait_for 5 bash -c "! kill -0 $tracer 2>/dev/null" || kill -KILL "$tracer"
+    wait "$tracer" 2>/dev/null || true
+    # The server handled every message that got a reply, and at most one
+    # more per connection (sent as the run ended).
+    local msgs; msgs=$(field "$result" replies_total)
+    awk -v msgs="${msgs:-0}" '
+        $1 ~ /^[0-9.]+$/ && NF >= 5 { calls[$NF] = $4 }
+        END {
+            if (msgs == 0 || !("total" in calls)) { print "n/a"; exit }
+            printf "%.2f", calls["total"] / msgs
+            n = 0
+            for (s in calls) if (s != "total") order[++n] = s
+            # Largest first.
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+                if (calls[order[j]] > calls[order[i]]) { t = order[i]; order[i] = order[j]; order[j] = t }
+            sep = " ("
+            for (i = 1; i <= n; i++) {
+                per = calls[order[i]] / msgs
+                if (per >= 0.005) { printf "%s%s %.2f", sep, order[i], per; sep = ", " }
+            }
+            printf ")\n"
+        }' "$out"
+    if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP" && cp "$out" "$KEEP/$name.strace"; fi
+}
+
+declare -A R # R[stage,figure] = value
+
+measure() {
+    local stage=$1 s=${1#stage0} signal=TERM
+    [[ $stage == stage07 ]] && signal=INT
+    note "$stage: starting"
+    start_server "$stage"
+    local base_fds; base_fds=$(fd_count "$SERVER")
+
+    local conns result
+    for conns in 1 10 100; do
+        result=$(bench --conns "$conns" --seconds "$SECS")
+        R[$s,rate$conns]=$(field "$result" msgs_per_s)
+        R[$s,lat$conns]="$(field "$result" p50_us)/$(field "$result" p99_us)"
+        note "$stage: $conns active: ${R[$s,rate$conns]} msgs/s"
+    done
+
+    # 100 active alone, then with IDLE idle, then alone again: same server,
+    # one after the other. The ratio is against the run just before; the run
+    # after shows whether the server kept a cost from having had them. The
+    # server's CPU share is taken over the first run alone.
+    local t0 c0 t1 c1
+    t0=$EPOCHREALTIME c0=$(cpu_ticks "$SERVER")
+    result=$(bench --conns 100 --seconds "$SECS")
+    t1=$EPOCHREALTIME c1=$(cpu_ticks "$SERVER")
+    local alone1; alone1=$(field "$result" msgs_per_s)
+    R[$s,bench_cpu]=$(field "$result" cpu_pct)
+    R[$s,server_cpu]=$(awk -v c="$((c1 - c0))" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.0f", 100 * c / hz / (t1 - t0) }')
+    result=$(bench --conns 100 --idle "$IDLE" --seconds "$SECS")
+    R[$s,idle_rate]=$(field "$result" msgs_per_s)
+    R[$s,idle_open]=$(field "$result" idle_open)
+    # Let the server close the idle connections before going on.
+    wait_for 30 fds_at_most "$SERVER" $((base_fds + 1)) || note "$stage: connections still open"
+    result=$(bench --conns 100 --seconds "$SECS")
+    R[$s,after]=$(field "$result" msgs_per_s)
+    R[$s,ratio]=$(awk -v a="$alone1" -v i="${R[$s,idle_rate]}" \
+        'BEGIN { printf "%.2f (%.0f / %.0f)", i / a, i, a }')
+    note "$stage: 100 active + $IDLE idle: ratio ${R[$s,ratio]}"
+
+    R[$s,sys1]=$(strace_run "$stage-1" 1)
+    R[$s,sys100]=$(strace_run "$stage-100" 100)
+    note "$stage: syscalls per message: 1 active ${R[$s,sys1]}; 100 active ${R[$s,sys100]}"
+
+    # Memory growth: VmRSS 2 s into a long run at 100 active, and at its end.
+    local rss_a rss_b
+    bench_bg --conns 100 --seconds "$LONG"
+    sleep 2
+    rss_a=$(rss_kb "$SERVER")
+    local i
+    for ((i = 2; i < LONG - 1; i++)); do sleep 1; : >"$LOG"; done
+    rss_b=$(rss_kb "$SERVER")
+    wait_bg 15
+    R[$s,growth]="$((rss_b - rss_a)) KiB ($rss_a -> $rss_b KiB over $((LONG - 3)) s)"
+    : >"$LOG"
+
+    # VmRSS per idle connection, on a fresh server (memory that earlier
+    # runs made the allocator keep would hide the cost): before, and with
+    # IDLE + 1 connections open.
+    stop_server "$signal"
+    start_server "$stage"
+    local rss0 rss1 open
+    rss0=$(rss_kb "$SERVER")
+    bench_bg --conns 1 --idle "$IDLE" --seconds 60 --timeout 10
+    if wait_for 60 has_fds "$SERVER" $((base_fds + IDLE + 1)); then
+        sleep 0.2
+        rss1=$(rss_kb "$SERVER")
+        open=$(($(fd_count "$SERVER") - base_fds))
+        R[$s,rss_idle]=$(awk -v a="$rss0" -v b="$rss1" -v n="$open" \
+            'BEGIN { printf "%.0f B (%d -> %d KiB, %d connections)", (b - a) * 1024 / n, a, b, n }')
+    else
+        R[$s,rss_idle]="n/a (only $(($(fd_count "$SERVER") - base_fds)) connections)"
+        note "$stage: the idle connections did not all open:"; cat "$WORK/bg.out" >&2
+        open=0
+    fi
+
+    # Shutdown with those connections open. xps-bench is frozen first, as
+    # clients on other machines would be: its connections stay open, and
+    # it does not compete for this machine's CPUs while the server exits.
+    kill -STOP "$BG" 2>/dev/null || true
+    stop_server "$signal"
+    # Its connections are gone now: it ends on its own.
+    kill -CONT "$BG" 2>/dev/null || true
+    if [[ $stage == stage07 ]]; then
+        R[$s,shutdown]="$STOP_MS ms, exit status $STOP_STATUS ($open connections)"
+    else
+        R[$s,shutdown]="n/a (no handler)"
+    fi
+    note "$stage: SIG$signal with $open connections: ${R[$s,shutdown]}"
+    wait_bg 15
+}
+
+measure stage06
+measure stage07
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+cat <<EOF
+
+Machine: $(nproc) CPUs, $cpu, Linux $(uname -r); $(date -u '+%Y-%m-%d %H:%M UTC').
+Code: $(if git rev-parse --short HEAD 2>/dev/null; then
+    git diff --quiet HEAD -- stage06 stage07 || echo "(with uncommitted changes to the stages)"
+else echo "not a git checkout"; fi | tr '\n' ' ')
+Command: \`bash tools/bench.sh\` (SECS=$SECS IDLE=$IDLE LONG=$LONG MSG=$MSG): release builds,
+servers on 127.0.0.1 with stdout to a file, \`xps-bench --msg-size $MSG --seconds $SECS\`.
+
+| figure | stage 6 | stage 7 | target (stage 7) |
+|---|---|---|---|
+| msgs/s, 1 active | ${R[6,rate1]} | ${R[7,rate1]} | |
+| msgs/s, 10 active | ${R[6,rate10]} | ${R[7,rate10]} | |
+| msgs/s, 100 active | ${R[6,rate100]} | ${R[7,rate100]} | |
+| latency p50/p99 (us), 1 active | ${R[6,lat1]} | ${R[7,lat1]} | |
+| latency p50/p99 (us), 100 active | ${R[6,lat100]} | ${R[7,lat100]} | |
+| CPU, 100 active: server / xps-bench (% of a core) | ${R[6,server_cpu]} / ${R[6,bench_cpu]} | ${R[7,server_cpu]} / ${R[7,bench_cpu]} | |
+| msgs/s, 100 active + $IDLE idle | ${R[6,idle_rate]} | ${R[7,idle_rate]} | |
+| ratio to 100 active + 0 idle just before | ${R[6,ratio]} | ${R[7,ratio]} | ≥ 0.90 |
+| msgs/s, 100 active + 0 idle just after | ${R[6,after]} | ${R[7,after]} | |
+| syscalls per message, 1 active | ${R[6,sys1]} | ${R[7,sys1]} | ≤ 4.0 |
+| syscalls per message, 100 active | ${R[6,sys100]} | ${R[7,sys100]} | ≤ 2.5 |
+| VmRSS per idle connection | ${R[6,rss_idle]} | ${R[7,rss_idle]} | ≤ 256 B |
+| VmRSS growth, 100 active for $LONG s | ${R[6,growth]} | ${R[7,growth]} | none |
+| SIGINT with $IDLE+ connections open | ${R[6,shutdown]} | ${R[7,shutdown]} | status 0 in ≤ 100 ms |
+EOF
