@@ -174,6 +174,9 @@ impl Output {
         if !self.pending.is_empty() {
             let _ = sink.write_all(&self.pending).and_then(|()| sink.flush());
             self.pending.clear();
+            // One huge message (a 100 KB chunk of binary, escaped) may have
+            // grown the buffer; do not keep that much memory for good.
+            self.pending.shrink_to(FLUSH_AT);
         }
     }
 }
