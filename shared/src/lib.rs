@@ -10,6 +10,7 @@
 //! * [`wait`]: polling a condition until a deadline.
 //! * [`build`]: finding another workspace crate's binary from a test.
 //! * [`units`]: sizes such as `200M`, parsed and printed.
+//! * [`sender`]: the `sender` tool flooding a server, from a test.
 //! * [`procfs`]: a process's open fds, memory and CPU time, from `/proc`.
 //! * [`robustness`]: faults, floods and hostile input, run against every
 //!   stage.
@@ -20,6 +21,7 @@ pub mod oracle;
 pub mod procfs;
 pub mod robustness;
 pub mod scenarios;
+pub mod sender;
 pub mod server;
 pub mod units;
 pub mod wait;

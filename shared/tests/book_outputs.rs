@@ -23,6 +23,7 @@
 
 use shared::build::workspace_binary;
 use shared::client::Client;
+use shared::sender::Flood;
 use shared::server::Server;
 use shared::wait::wait_until;
 use std::fs;
@@ -361,36 +362,8 @@ fn stage07_milestone1() -> String {
 /// counts and rates differ from run to run: see `shape`.
 fn sender_stall() -> String {
     let server = start("stage07");
-    let mut sender = Command::new(workspace_binary("tools", "sender"))
-        .args(["--port", &server.ports[0].to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sender");
-    // Stands in for `< huge_file.dat`: at most 256 MiB, and the feeder
-    // stops when sender is killed (its stdin pipe breaks).
-    let mut stdin = sender.stdin.take().expect("sender's stdin");
-    std::thread::spawn(move || {
-        let chunk = vec![b'x'; 1 << 20];
-        for _ in 0..256 {
-            if std::io::Write::write_all(&mut stdin, &chunk).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stderr = sender.stderr.take().expect("sender's stderr");
-    let mut seen = String::new();
-    let mut buf = [0; 4096];
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline && !seen.contains("stalled for 2 s") {
-        match std::io::Read::read(&mut stderr, &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
-    let _ = sender.kill();
-    let _ = sender.wait();
+    let mut sender = Flood::start(&workspace_binary("tools", "sender"), server.ports[0]);
+    let seen = sender.read_until("stalled for 2 s", Duration::from_secs(20)).to_string();
     assert!(seen.contains("stalled for 2 s"), "sender never stalled:\n{seen}");
     recording("cargo run -p tools --bin sender < huge_file.dat", &seen)
 }

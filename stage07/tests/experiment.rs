@@ -3,11 +3,10 @@
 
 use shared::build::workspace_binary;
 use shared::client::Client;
+use shared::sender::Flood;
 use shared::server::Server;
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const STAGE: &str = env!("CARGO_BIN_EXE_stage07");
 
@@ -75,41 +74,9 @@ fn sigint_while_stalled_exits_0_within_a_second() {
 #[test]
 fn the_real_sender_reports_the_stall() {
     let server = Server::start(Path::new(STAGE), 1);
-    let port = server.ports[0].to_string();
-    let mut sender = Command::new(workspace_binary("tools", "sender"))
-        .args(["--port", &port])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sender");
-    // Stand-in for `< huge_file.dat`: feed at most FLOOD_MAX_BYTES. The
-    // feeder blocks once sender stalls, and ends when sender is killed.
-    let mut stdin = sender.stdin.take().expect("sender stdin");
-    std::thread::spawn(move || {
-        let chunk = vec![b'z'; 1 << 20];
-        for _ in 0..FLOOD_MAX_BYTES >> 20 {
-            if stdin.write_all(&chunk).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stderr = sender.stderr.take().expect("sender stderr");
-    let reader = std::thread::spawn(move || {
-        let mut seen = String::new();
-        let mut buf = [0; 4096];
-        let deadline = Instant::now() + FLOOD_MAX_TIME;
-        while Instant::now() < deadline && !seen.contains("stalled for 2 s") {
-            match stderr.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-            }
-        }
-        seen
-    });
-    let seen = reader.join().expect("reader thread");
-    let _ = sender.kill();
-    let _ = sender.wait();
+    let mut sender = Flood::start(&workspace_binary("tools", "sender"), server.ports[0]);
+    let seen = sender.read_until("stalled for 2 s", FLOOD_MAX_TIME).to_string();
+    drop(sender);
     assert!(seen.contains("stalled for 2 s: the server is not reading"), "sender said:\n{seen}");
     assert!(server.wait_for_count("send() is blocked", 1, Duration::from_secs(1)));
     // With the sender gone, the server serves again.

@@ -2,10 +2,12 @@
 //! never reads, it reports a stall, and it fails cleanly when the server is
 //! not there.
 
+use shared::sender::Flood;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SENDER: &str = env!("CARGO_BIN_EXE_sender");
 
@@ -43,42 +45,10 @@ fn streams_all_of_stdin_and_exits_at_eof() {
 #[test]
 fn reports_a_stall_when_the_server_does_not_read() {
     let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = server.local_addr().unwrap().port().to_string();
-    let mut sender = Command::new(SENDER)
-        .args(["--port", &port])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = sender.stdin.take().unwrap();
-    // Feed at most 256 MiB; the feeder stops when sender stops taking more
-    // (its pipe is full) and ends when sender is killed (broken pipe).
-    std::thread::spawn(move || {
-        let chunk = vec![b'x'; 1 << 20];
-        for _ in 0..256 {
-            if stdin.write_all(&chunk).is_err() {
-                break;
-            }
-        }
-    });
+    let mut sender = Flood::start(Path::new(SENDER), server.local_addr().unwrap().port());
     // Accept, then never read: the sender must stall.
     let (_conn, _) = server.accept().unwrap();
-    let mut stderr = sender.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut seen = String::new();
-        let mut buf = [0; 4096];
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline && !seen.contains("stalled for 2 s") {
-            match stderr.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-            }
-        }
-        seen
-    });
-    let seen = reader.join().unwrap();
-    let _ = sender.kill();
-    let _ = sender.wait();
+    let seen = sender.read_until("stalled for 2 s", Duration::from_secs(15));
     assert!(seen.contains("stalled for 1 s: the server is not reading"), "{seen}");
     assert!(seen.contains("stalled for 2 s: the server is not reading"), "{seen}");
 }
@@ -101,41 +71,15 @@ fn no_server_is_a_one_line_error_and_status_1() {
 #[test]
 fn server_that_goes_away_is_an_error() {
     let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = server.local_addr().unwrap().port().to_string();
-    let mut sender = Command::new(SENDER)
-        .args(["--port", &port])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = sender.stdin.take().unwrap();
-    std::thread::spawn(move || {
-        let chunk = vec![b'x'; 1 << 20];
-        for _ in 0..256 {
-            if stdin.write_all(&chunk).is_err() {
-                break;
-            }
-        }
-    });
+    let mut sender = Flood::start(Path::new(SENDER), server.local_addr().unwrap().port());
     // Read a little, then close with unread data: the sender sees a reset.
     let (mut conn, _) = server.accept().unwrap();
     let mut some = [0; 1000];
     conn.read_exact(&mut some).unwrap();
     drop(conn);
     drop(server);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = sender.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = sender.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let out = sender.wait_with_output().unwrap();
-    assert_eq!(status.and_then(|s| s.code()), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let status = sender.wait_exit(Duration::from_secs(10));
+    let stderr = sender.read_until("the server is gone", Duration::from_secs(1)).to_string();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
     assert!(stderr.contains("the server is gone"), "{stderr}");
 }

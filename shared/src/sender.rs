@@ -1,0 +1,93 @@
+//! Running the `sender` tool from a test, the way a learner runs it with
+//! `sender < huge_file.dat`: its stdin fed from a bounded stream, its
+//! stderr read with a deadline, and the process killed when dropped.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+/// How much a flood feeds at most: far more than any stall needs.
+pub const MAX_FEED_MIB: usize = 256;
+
+/// A running sender, flooding a server.
+#[derive(Debug)]
+pub struct Flood {
+    child: Child,
+    stderr: Receiver<Vec<u8>>,
+    /// Everything it has printed on stderr so far.
+    pub seen: String,
+}
+
+impl Flood {
+    /// Starts `sender --port PORT` and feeds it up to [`MAX_FEED_MIB`] MiB.
+    /// The feeder blocks once the sender stops taking more, and ends when
+    /// the sender exits (its stdin pipe breaks).
+    pub fn start(sender: &Path, port: u16) -> Flood {
+        let mut child = Command::new(sender)
+            .args(["--port", &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", sender.display()));
+        if let Some(mut stdin) = child.stdin.take() {
+            std::thread::spawn(move || {
+                let chunk = vec![b'x'; 1 << 20];
+                for _ in 0..MAX_FEED_MIB {
+                    if stdin.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let (sink, stderr) = mpsc::channel();
+        if let Some(mut pipe) = child.stderr.take() {
+            std::thread::spawn(move || {
+                let mut buf = [0; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    if sink.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Flood { child, stderr, seen: String::new() }
+    }
+
+    /// Reads stderr until it contains `needle` or `timeout` passes, and
+    /// returns all of it so far.
+    pub fn read_until(&mut self, needle: &str, timeout: Duration) -> &str {
+        let deadline = Instant::now() + timeout;
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(bytes) => self.seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => break,
+            }
+        }
+        &self.seen
+    }
+
+    /// Waits up to `timeout` for the sender to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(crate::wait::POLL_INTERVAL);
+        }
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
