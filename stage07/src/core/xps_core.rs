@@ -65,6 +65,7 @@ impl XpsCore {
     /// then the loop. Taking `self` by value means nothing can use the core
     /// afterwards.
     pub fn destroy(mut self) {
+        self.event_loop.begin_destroy();
         for id in 0..self.connections.len() {
             if self.connections[id].is_some() {
                 XpsConnection::destroy(&mut self, id);

@@ -91,6 +91,9 @@ pub struct XpsLoop {
     events: Vec<EventSlot>,
     /// Signal mask used while waiting: shutdown signals let in.
     wait_mask: libc::sigset_t,
+    /// True once the core has started to destroy everything (see
+    /// [`XpsLoop::begin_destroy`]).
+    closing: bool,
 }
 // ANCHOR_END: xps_loop
 
@@ -118,9 +121,21 @@ impl XpsLoop {
             epoll_events: [libc::epoll_event { events: 0, u64: 0 }; MAX_EPOLL_EVENTS],
             events: Vec::new(),
             wait_mask: shutdown::wait_mask(),
+            closing: false,
         })
     }
     // ANCHOR_END: create
+
+    // ANCHOR: begin_destroy
+    /// Tells the loop that everything attached to it is about to be
+    /// destroyed, and then the loop itself. From now on `detach` only
+    /// forgets an fd: closing the epoll fd will drop every registration in
+    /// one go, where one `epoll_ctl(DEL)` per client would make Ctrl+C with
+    /// 10,000 clients take almost twice as long. (Not in the course.)
+    pub fn begin_destroy(&mut self) {
+        self.closing = true;
+    }
+    // ANCHOR_END: begin_destroy
 
     // ANCHOR: destroy
     /// `xps_loop_destroy()`: destroys every event still attached, then
@@ -182,22 +197,26 @@ impl XpsLoop {
             return Err(io::Error::new(io::ErrorKind::NotFound, "fd is not attached"));
         };
         event.destroy();
-        // SAFETY: EPOLL_CTL_DEL ignores the event pointer, so null is allowed.
-        let removed = check_os(unsafe {
-            libc::epoll_ctl(
-                self.epoll_fd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                fd,
-                std::ptr::null_mut(),
-            )
-        });
-        if let Err(err) = removed {
-            logger!(
-                LogLevel::Error,
-                "xps_loop_detach()",
-                "epoll_ctl(DEL) of fd {fd} failed: {err}"
-            );
-            return Err(err);
+        // While the whole loop is being destroyed, closing the epoll fd at
+        // the end drops every registration at once: skip the system call.
+        if !self.closing {
+            // SAFETY: EPOLL_CTL_DEL ignores the event pointer, so null is allowed.
+            let removed = check_os(unsafe {
+                libc::epoll_ctl(
+                    self.epoll_fd.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd,
+                    std::ptr::null_mut(),
+                )
+            });
+            if let Err(err) = removed {
+                logger!(
+                    LogLevel::Error,
+                    "xps_loop_detach()",
+                    "epoll_ctl(DEL) of fd {fd} failed: {err}"
+                );
+                return Err(err);
+            }
         }
         logger!(LogLevel::Debug, "xps_loop_detach()", "detached fd {fd}");
         Ok(())
