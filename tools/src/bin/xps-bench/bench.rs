@@ -1,53 +1,18 @@
-//! `xps-bench`: a ping-pong load generator for any reverse server.
-//!
-//! ```text
-//! xps-bench                                  10 clients on 127.0.0.1:8001 for 5 s
-//! xps-bench --conns 100 --idle 10000 --seconds 3
-//! xps-bench --port 8002 --msg-size 512
-//! ```
-//!
-//! It first opens `--idle` connections that it never uses, then `--conns`
-//! active ones. Each active connection sends a line of `--msg-size` bytes,
-//! reads the whole reply, checks it is the exact reverse, and sends the next
-//! line. Once every active connection has had its first reply, it counts
-//! for `--seconds`, then prints messages per second, latency percentiles
-//! and errors, and a last `result:` line of `key=value` pairs for scripts.
-//!
-//! All the sockets are non-blocking and served by one epoll loop in one
-//! thread, so that the generator costs far less than the server it loads:
-//! the `cpu` figure it prints says how much of a core it used.
+//! The loop: one thread, one epoll set, every connection non-blocking. It
+//! opens the connections at a pace, runs the ping-pong traffic, checks the
+//! deadlines, and counts what it sees into a `Report`.
 
+use crate::conn::{Conn, Failure, Role, State, start_connect};
+use crate::histogram::Histogram;
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::{Options, cpu_time};
 use shared::oracle::{Rng, expected_reply};
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Read, Write};
-use std::mem::MaybeUninit;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
-
-const USAGE: &str = "\
-Usage: xps-bench [--host HOST] [--port PORT] [--conns K] [--idle I]
-                 [--seconds S] [--msg-size M] [--timeout T]
-
-Loads a reverse server with K clients that each send an M-byte line, wait
-for its reverse and send the next, after opening I clients that never send.
-Prints msgs/s, latency and errors, then one line of key=value pairs:
-  result: msgs_per_s=... p50_us=... p99_us=... max_us=... errors=... ...
-Exits with status 0 only if there were no errors and at least one message.
-
-Options:
-  --host HOST      server address (default 127.0.0.1)
-  --port PORT      server port (default 8001)
-  --conns K        active connections (default 10)
-  --idle I         connections opened first and never used (default 0)
-  --seconds S      how long to measure, after the warm-up (default 5)
-  --msg-size M     bytes per message, newline included, 1 to 65536
-                   (default 64); a server that gets a long message in
-                   pieces reverses each piece, so keep it small
-  --timeout T      seconds a reply may take before it counts as an error
-                   (default 3)
-  -h, --help       print this help";
 
 /// How many connections may be in the middle of their handshake at once.
 const CONNECT_WINDOW: usize = 64;
@@ -75,343 +40,7 @@ const MAX_EVENTS: usize = 1024;
 /// What the line of each message is made of.
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-#[derive(Debug, Clone, PartialEq)]
-struct Options {
-    host: String,
-    port: u16,
-    conns: usize,
-    idle: usize,
-    seconds: f64,
-    msg_size: usize,
-    timeout: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            host: "127.0.0.1".to_string(),
-            port: 8001,
-            conns: 10,
-            idle: 0,
-            seconds: 5.0,
-            msg_size: 64,
-            timeout: Duration::from_secs(3),
-        }
-    }
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut options = Options::default();
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--host" => options.host = value("--host")?,
-            "--port" => options.port = number(&value("--port")?, "a port", 1, 65535)?,
-            "--conns" => options.conns = number(&value("--conns")?, "a count", 1, 100_000)?,
-            "--idle" => options.idle = number(&value("--idle")?, "a count", 0, 1_000_000)?,
-            "--msg-size" => options.msg_size = number(&value("--msg-size")?, "a size", 1, 65536)?,
-            "--seconds" => options.seconds = seconds(&value("--seconds")?, 3600.0)?,
-            "--timeout" => {
-                options.timeout = Duration::from_secs_f64(seconds(&value("--timeout")?, 60.0)?)
-            }
-            other => return Err(format!("unknown option '{other}'")),
-        }
-    }
-    Ok(Some(options))
-}
-
-/// Parses a whole number in `min..=max`; `what` names it in the error.
-fn number<T: TryFrom<u64>>(text: &str, what: &str, min: u64, max: u64) -> Result<T, String> {
-    let bad = || format!("'{text}' is not {what} from {min} to {max}");
-    let value: u64 = text.parse().map_err(|_| bad())?;
-    if !(min..=max).contains(&value) {
-        return Err(bad());
-    }
-    T::try_from(value).map_err(|_| bad())
-}
-
-/// Parses a number of seconds, more than 0 and at most `max`.
-fn seconds(text: &str, max: f64) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value > 0.0 && value <= max => Ok(value),
-        _ => Err(format!("'{text}' is not a number of seconds above 0 and up to {max}")),
-    }
-}
-
-fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("xps-bench: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&options) {
-        Ok(report) => {
-            report.print(&options);
-            if report.errors() == 0 && report.msgs > 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(message) => {
-            eprintln!("xps-bench: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Resolves the address, makes room for the sockets, and runs the loop.
-fn run(options: &Options) -> Result<Report, String> {
-    let addr = (options.host.as_str(), options.port)
-        .to_socket_addrs()
-        .map_err(|err| format!("cannot resolve '{}': {err}", options.host))?
-        .next()
-        .ok_or_else(|| format!("'{}' has no address", options.host))?;
-    // Every connection is a file descriptor; leave a few for stdio and epoll.
-    let needed = (options.conns + options.idle + 16) as u64;
-    let limit = raise_fd_limit().map_err(|err| format!("cannot raise the fd limit: {err}"))?;
-    if limit < needed {
-        return Err(format!(
-            "{} connections need about {needed} file descriptors, but the hard limit is \
-             {limit}; raise it (ulimit -Hn, or LimitNOFILE) or open fewer",
-            options.conns + options.idle
-        ));
-    }
-    let mut bench = Bench::new(options, addr).map_err(|err| format!("epoll_create1(): {err}"))?;
-    bench.run().map_err(|err| format!("epoll_wait(): {err}"))?;
-    Ok(bench.report())
-}
-
-/// Raises the soft limit on open files to the hard limit, and returns it.
-fn raise_fd_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `limit` is a valid rlimit that outlives the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: `limit` is a valid rlimit that outlives the call.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(limit.rlim_cur)
-}
-
-// ---------------------------------------------------------------------------
-// Connections
-
-/// What a connection is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    /// Opened and then left alone.
-    Idle,
-    /// Sends a message, waits for its reverse, sends the next.
-    Active,
-}
-
-/// Where a connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// `connect()` is in progress.
-    Connecting,
-    /// An idle connection, established.
-    Idle,
-    /// Part of the message is still to be sent.
-    Sending,
-    /// The message is sent; part of the reply is still to come.
-    Receiving,
-    /// Closed, after an error or at the end.
-    Closed,
-}
-
-/// The kinds of error counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    /// A reply that is not the reverse of the message.
-    Wrong,
-    /// The server closed or reset the connection.
-    Reset,
-    /// A reply or a handshake that did not come in time.
-    Timeout,
-    /// The connection could not be opened.
-    Connect,
-}
-
-struct Conn {
-    /// `None` once closed (dropping it closes the socket, which also takes
-    /// it out of the epoll set).
-    stream: Option<TcpStream>,
-    role: Role,
-    state: State,
-    /// When the handshake or the current message started.
-    started: Instant,
-    rng: Rng,
-    message: Vec<u8>,
-    /// How much of `message` has been sent.
-    sent: usize,
-    reply: Vec<u8>,
-    /// Correct replies received on this connection.
-    replies: u64,
-}
-
-/// Latencies in nanoseconds, in buckets about 1.5% wide (log-linear, as an
-/// HDR histogram): constant memory however long the run.
-struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-    max: u64,
-}
-
-/// Sub-buckets per power of two.
-const SUB_BUCKETS: u64 = 64;
-
-impl Histogram {
-    fn new() -> Histogram {
-        Histogram { counts: vec![0; bucket_of(u64::MAX) + 1], total: 0, max: 0 }
-    }
-
-    fn record(&mut self, nanos: u64) {
-        self.counts[bucket_of(nanos)] += 1;
-        self.total += 1;
-        self.max = self.max.max(nanos);
-    }
-
-    /// The smallest value at or above which lies the fraction `1 - q` of the
-    /// samples, rounded up to its bucket's upper end (and at most the max).
-    fn quantile(&self, q: f64) -> u64 {
-        if self.total == 0 {
-            return 0;
-        }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (bucket, &count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return bucket_high(bucket).min(self.max);
-            }
-        }
-        self.max
-    }
-}
-
-/// The bucket of `value`: exact below 128, then 64 per power of two.
-fn bucket_of(value: u64) -> usize {
-    if value < 2 * SUB_BUCKETS {
-        return value as usize;
-    }
-    let shift = 63 - value.leading_zeros() as u64 - 6;
-    let mantissa = value >> shift; // 64..128
-    ((shift + 1) * SUB_BUCKETS + mantissa - SUB_BUCKETS) as usize
-}
-
-/// The largest value in `bucket`.
-fn bucket_high(bucket: usize) -> u64 {
-    let bucket = bucket as u64;
-    if bucket < 2 * SUB_BUCKETS {
-        return bucket;
-    }
-    let shift = bucket / SUB_BUCKETS - 1;
-    let mantissa = bucket % SUB_BUCKETS + SUB_BUCKETS;
-    ((mantissa + 1) << shift).wrapping_sub(1)
-}
-
-/// What the run counted.
-struct Report {
-    /// Correct replies during the measured window.
-    msgs: u64,
-    /// How long the measured window lasted.
-    window: Duration,
-    /// Latency of each reply in the window.
-    latency: Histogram,
-    /// Correct replies and messages sent over the whole run, warm-up included.
-    replies_total: u64,
-    sent_total: u64,
-    wrong: u64,
-    resets: u64,
-    timeouts: u64,
-    connect_failed: u64,
-    /// Idle connections established.
-    idle_open: usize,
-    /// How long opening the idle connections took.
-    idle_time: Duration,
-    /// CPU time the generator used during the window, over the window.
-    cpu_share: f64,
-    /// The first error, described.
-    first_error: Option<String>,
-}
-
-impl Report {
-    fn errors(&self) -> u64 {
-        self.wrong + self.resets + self.timeouts + self.connect_failed
-    }
-
-    fn print(&self, options: &Options) {
-        let secs = self.window.as_secs_f64();
-        let rate = if secs > 0.0 { self.msgs as f64 / secs } else { 0.0 };
-        let us = |nanos: u64| nanos as f64 / 1000.0;
-        let (p50, p99, max) =
-            (us(self.latency.quantile(0.5)), us(self.latency.quantile(0.99)), us(self.latency.max));
-        println!(
-            "xps-bench: {}:{}, {} active + {} idle connections, {}-byte messages",
-            options.host, options.port, options.conns, options.idle, options.msg_size
-        );
-        if options.idle > 0 {
-            println!(
-                "idle:      {} of {} open in {:.2} s",
-                self.idle_open,
-                options.idle,
-                self.idle_time.as_secs_f64()
-            );
-        }
-        println!("messages:  {} in {secs:.2} s: {rate:.0} msgs/s", self.msgs);
-        println!("latency:   p50 {p50:.0} us, p99 {p99:.0} us, max {max:.0} us");
-        println!(
-            "errors:    {} (wrong replies {}, resets {}, timeouts {}, connect failures {})",
-            self.errors(),
-            self.wrong,
-            self.resets,
-            self.timeouts,
-            self.connect_failed
-        );
-        if let Some(first) = &self.first_error {
-            println!("first error: {first}");
-        }
-        println!("cpu:       xps-bench used {:.0}% of one core", self.cpu_share * 100.0);
-        println!(
-            "result: msgs_per_s={rate:.1} msgs={} seconds={secs:.3} p50_us={p50:.1} \
-             p99_us={p99:.1} max_us={max:.1} errors={} wrong={} resets={} timeouts={} \
-             connect_failed={} conns={} idle={} idle_open={} msg_size={} replies_total={} \
-             sent_total={} cpu_pct={:.1}",
-            self.msgs,
-            self.errors(),
-            self.wrong,
-            self.resets,
-            self.timeouts,
-            self.connect_failed,
-            options.conns,
-            options.idle,
-            self.idle_open,
-            options.msg_size,
-            self.replies_total,
-            self.sent_total,
-            self.cpu_share * 100.0
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The loop
-
-struct Bench {
+pub(crate) struct Bench {
     epoll: OwnedFd,
     addr: SocketAddr,
     n_idle: usize,
@@ -450,7 +79,7 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(options: &Options, addr: SocketAddr) -> io::Result<Bench> {
+    pub(crate) fn new(options: &Options, addr: SocketAddr) -> io::Result<Bench> {
         // SAFETY: epoll_create1() takes no pointers; the result is checked.
         let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if raw == -1 {
@@ -511,7 +140,7 @@ impl Bench {
 
     /// Opens the connections, runs the traffic, and stops at the end of the
     /// window, when no active connection is left, or at the hard deadline.
-    fn run(&mut self) -> io::Result<()> {
+    pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
         let mut progress = Progress::new(io::stderr().is_terminal());
         let mut next_tick = Instant::now();
@@ -872,7 +501,7 @@ impl Bench {
         }
     }
 
-    fn report(self) -> Report {
+    pub(crate) fn report(self) -> Report {
         self.report
     }
 
@@ -897,68 +526,6 @@ impl Bench {
     }
 }
 
-/// A new non-blocking socket with `connect()` to `addr` under way.
-fn start_connect(addr: &SocketAddr) -> io::Result<TcpStream> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-    let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-    // SAFETY: socket() takes no pointers; the result is checked.
-    let raw = unsafe { libc::socket(family, flags, 0) };
-    if raw == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a new, valid fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let ret = match addr {
-        SocketAddr::V4(v4) => {
-            let sockaddr = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
-                sin_zero: [0; 8],
-            };
-            let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            // SAFETY: `sockaddr` is a valid sockaddr_in of `len` bytes that
-            // outlives the call.
-            unsafe { libc::connect(fd.as_raw_fd(), (&raw const sockaddr).cast(), len) }
-        }
-        SocketAddr::V6(v6) => {
-            let sockaddr = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
-                sin6_scope_id: v6.scope_id(),
-            };
-            let len = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-            // SAFETY: `sockaddr` is a valid sockaddr_in6 of `len` bytes that
-            // outlives the call.
-            unsafe { libc::connect(fd.as_raw_fd(), (&raw const sockaddr).cast(), len) }
-        }
-    };
-    if ret == -1 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(err);
-        }
-    }
-    Ok(TcpStream::from(fd))
-}
-
-/// CPU time (user + system) this process has used so far.
-fn cpu_time() -> Duration {
-    let mut usage = MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: `usage` is valid for writing one rusage and outlives the call.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == -1 {
-        return Duration::ZERO;
-    }
-    // SAFETY: getrusage() succeeded, so it filled in `usage`.
-    let usage = unsafe { usage.assume_init() };
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
 /// Bytes shown for an error message: escaped, and cut if long.
 fn show(bytes: &[u8]) -> String {
     const SHOWN: usize = 40;
@@ -971,111 +538,4 @@ fn show(bytes: &[u8]) -> String {
         let _ = write!(text, "... ({} bytes)", bytes.len());
     }
     text
-}
-
-/// The live progress line on stderr; drawn only on a terminal.
-struct Progress {
-    on_terminal: bool,
-    line_open: bool,
-    /// Replies and time when the rate was last measured, and that rate.
-    mark: (u64, Instant),
-    rate: f64,
-}
-
-impl Progress {
-    fn new(on_terminal: bool) -> Progress {
-        Progress { on_terminal, line_open: false, mark: (0, Instant::now()), rate: 0.0 }
-    }
-
-    /// Replies per second, measured over half a second or more.
-    fn rate(&mut self, replies: u64, now: Instant) -> f64 {
-        let (mark_replies, mark_time) = self.mark;
-        let span = now.duration_since(mark_time).as_secs_f64();
-        if span >= 0.5 {
-            self.rate = replies.saturating_sub(mark_replies) as f64 / span;
-            self.mark = (replies, now);
-        }
-        self.rate
-    }
-
-    fn draw(&mut self, status: &str) {
-        if self.on_terminal {
-            eprint!("\r\x1b[K{status}");
-            let _ = io::stderr().flush();
-            self.line_open = true;
-        }
-    }
-
-    fn clear(&mut self) {
-        if self.line_open {
-            eprint!("\r\x1b[K");
-            self.line_open = false;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Option<Options>, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
-    }
-
-    #[test]
-    fn flags_are_parsed_and_checked() {
-        assert_eq!(parse(&[]), Ok(Some(Options::default())));
-        let options = parse(&[
-            "--port",
-            "9000",
-            "--conns",
-            "100",
-            "--idle",
-            "10000",
-            "--seconds",
-            "0.5",
-            "--msg-size",
-            "128",
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(
-            (options.port, options.conns, options.idle, options.msg_size),
-            (9000, 100, 10000, 128)
-        );
-        assert_eq!(options.seconds, 0.5);
-        assert_eq!(parse(&["--help"]), Ok(None));
-        assert!(parse(&["--conns", "0"]).is_err());
-        assert!(parse(&["--msg-size", "0"]).is_err());
-        assert!(parse(&["--seconds", "-1"]).is_err());
-        assert!(parse(&["--seconds", "NaN"]).is_err());
-        assert!(parse(&["--port"]).is_err());
-        assert!(parse(&["--bogus"]).is_err());
-    }
-
-    #[test]
-    fn buckets_cover_every_value_in_order() {
-        let mut last = 0;
-        for value in (0..100_000u64).chain([1 << 40, u64::MAX - 1, u64::MAX]) {
-            let bucket = bucket_of(value);
-            assert!(bucket >= last, "{value}");
-            assert!(bucket_high(bucket) >= value, "{value}");
-            assert!(bucket == 0 || bucket_high(bucket - 1) < value, "{value}");
-            last = bucket;
-        }
-    }
-
-    #[test]
-    fn quantiles_are_within_two_percent() {
-        let mut histogram = Histogram::new();
-        for value in 1..=10_000u64 {
-            histogram.record(value * 1000);
-        }
-        let p50 = histogram.quantile(0.5) as f64;
-        let p99 = histogram.quantile(0.99) as f64;
-        assert!((p50 / 5_000_000.0 - 1.0).abs() < 0.02, "{p50}");
-        assert!((p99 / 9_900_000.0 - 1.0).abs() < 0.02, "{p99}");
-        assert_eq!(histogram.quantile(1.0), 10_000_000);
-        assert_eq!(Histogram::new().quantile(0.5), 0);
-    }
 }
