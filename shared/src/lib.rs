@@ -8,6 +8,7 @@
 //! * [`scenarios`]: the course's milestones and the official tester's
 //!   checks, written once and run against every stage.
 //! * [`wait`]: polling a condition until a deadline.
+//! * [`cli`]: what every tool does with its parsed flags.
 //! * [`build`]: finding another workspace crate's binary from a test.
 //! * [`units`]: sizes such as `200M`, parsed and printed.
 //! * [`sender`]: the `sender` tool flooding a server, from a test.
@@ -16,6 +17,7 @@
 //!   stage.
 
 pub mod build;
+pub mod cli;
 pub mod client;
 pub mod oracle;
 pub mod procfs;

@@ -6,6 +6,7 @@
 //! mkdata --force huge_file.dat 1G     overwrite an existing file
 //! ```
 
+use shared::cli::options_or_exit;
 use shared::oracle::Rng;
 use shared::units::{format_bytes, parse_size};
 use std::fs::OpenOptions;
@@ -125,16 +126,9 @@ fn write_file(request: &Request) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let request = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(request)) => request,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("mkdata: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let request = match options_or_exit("mkdata", USAGE, parse_args(std::env::args().skip(1))) {
+        Ok(request) => request,
+        Err(status) => return status,
     };
     match write_file(&request) {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@
 //! first in our receive buffer, then in the server's send buffer, until the
 //! server's blocking `send()` cannot go on and the whole server waits.
 
+use shared::cli::options_or_exit;
 use shared::units::format_bytes;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::net::TcpStream;
@@ -66,16 +67,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("sender: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let options = match options_or_exit("sender", USAGE, parse_args(std::env::args().skip(1))) {
+        Ok(options) => options,
+        Err(status) => return status,
     };
     let stream = match TcpStream::connect((options.host.as_str(), options.port)) {
         Ok(stream) => stream,

@@ -12,6 +12,7 @@
 //! It never floods without reading: on a blocking server (stages 6 and 7)
 //! that stalls everyone, which is Experiment 1, not a fault.
 
+use shared::cli::options_or_exit;
 use shared::client::{Client, ReplyEnd};
 use shared::oracle::{Rng, expected_reply};
 use shared::procfs;
@@ -210,16 +211,9 @@ fn snapshot(pid: Option<u32>) -> Option<(usize, u64)> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("soak: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let options = match options_or_exit("soak", USAGE, parse_args(std::env::args().skip(1))) {
+        Ok(options) => options,
+        Err(status) => return status,
     };
     let addrs: Result<Vec<SocketAddr>, String> = options
         .ports

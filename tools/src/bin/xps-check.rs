@@ -11,6 +11,7 @@
 //! Rust. It only talks to the host it is given, and every wait has a limit:
 //! a server that never answers fails in seconds, it does not hang the check.
 
+use shared::cli::options_or_exit;
 use shared::client::{Client, Reply, ReplyEnd};
 use shared::oracle::{Rng, expected_reply};
 use std::fmt::Write as _;
@@ -521,16 +522,9 @@ fn resolve(host: &str, ports: &[u16]) -> Result<Vec<SocketAddr>, String> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("xps-check: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let options = match options_or_exit("xps-check", USAGE, parse_args(std::env::args().skip(1))) {
+        Ok(options) => options,
+        Err(status) => return status,
     };
     let selected: Vec<&Check> = checks_for(options.stage)
         .filter(|check| options.only.as_deref().is_none_or(|only| only == check.name))

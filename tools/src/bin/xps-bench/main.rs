@@ -25,6 +25,7 @@ mod report;
 
 use bench::Bench;
 use report::Report;
+use shared::cli::options_or_exit;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::ToSocketAddrs;
@@ -119,16 +120,9 @@ fn seconds(text: &str, max: f64) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("xps-bench: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let options = match options_or_exit("xps-bench", USAGE, parse_args(std::env::args().skip(1))) {
+        Ok(options) => options,
+        Err(status) => return status,
     };
     match run(&options) {
         Ok(report) => {
