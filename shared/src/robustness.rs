@@ -198,12 +198,24 @@ pub fn terminal_is_safe(binary: &Path) {
     let hostile = b"\x1b[31mRED\x1b]0;title\x07\x1b[2J\x08\x7f\x9b\n";
     let mut client = Client::connect(server.ports[0]);
     client.expect_reversed(hostile);
+    // The reply can arrive before the log line leaves the server's buffer
+    // (it is flushed when the loop next waits), so wait for the line
+    // before killing the process.
+    assert!(
+        server.wait_for_count("RED", 1, IO_TIMEOUT),
+        "the message was never printed:\n{}",
+        server.stdout()
+    );
     let exited: Exited = server.stop(libc::SIGKILL, IO_TIMEOUT);
     let out = exited.stdout.as_bytes();
     assert!(!out.contains(&0x1b), "an ESC byte reached stdout:\n{}", exited.stdout);
     assert!(!out.contains(&0x07), "a BEL byte reached stdout:\n{}", exited.stdout);
     assert!(!out.contains(&0x08), "a backspace reached stdout:\n{}", exited.stdout);
-    assert!(exited.stdout.contains("\\x1b[31mRED"), "the message was not printed escaped");
+    assert!(
+        exited.stdout.contains("\\x1b[31mRED"),
+        "the message was not printed escaped:\n{}",
+        exited.stdout
+    );
 }
 
 /// A client that goes away while the server is writing to it: the write

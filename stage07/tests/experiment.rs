@@ -29,6 +29,7 @@ fn stalled_server() -> (Server, Client) {
 fn stall_blocks_everyone_until_the_flooder_leaves() {
     let (mut server, flooder) = stalled_server();
     let port = server.ports[0];
+    assert!(server.wait_for_count("new connection", 1, Duration::from_secs(2)));
     assert_eq!(server.count("new connection"), 1);
 
     // The kernel completes the handshake (the listen backlog), but the

@@ -83,7 +83,11 @@ fn stage07_gives_no_errors() {
     assert!(number(&result, "p50_us") > 0.0, "{out:?}");
     assert!(number(&result, "p99_us") >= number(&result, "p50_us"), "{out:?}");
     // Every active connection reached the server, idle ones included.
-    assert!(server.count("new connection") >= 24, "{}", server.stdout());
+    assert!(
+        server.wait_for_count("new connection", 24, Duration::from_secs(2)),
+        "{}",
+        server.stdout()
+    );
 }
 
 #[test]
