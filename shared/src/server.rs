@@ -114,6 +114,17 @@ impl Server {
             // (before 5.11) just leaves them.
             // SAFETY: close_range() takes no pointers; failure is harmless.
             unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+            // A shell without job control starts background commands with
+            // SIGINT ignored, and an ignored signal stays ignored across
+            // exec. Stage 6 installs no handler, so a `cargo test` run from
+            // such a script would leave it deaf to the SIGINT the tests
+            // send. Give the server the default dispositions a terminal
+            // user would give it.
+            for signal in [libc::SIGINT, libc::SIGTERM] {
+                // SAFETY: signal() with SIG_DFL takes no pointers and is
+                // async-signal-safe; it cannot fail for these signals.
+                unsafe { libc::signal(signal, libc::SIG_DFL) };
+            }
             if let Some(max_fds) = max_fds {
                 let limit = libc::rlimit { rlim_cur: max_fds, rlim_max: max_fds };
                 // SAFETY: `limit` is a valid rlimit that outlives the call.
@@ -125,7 +136,7 @@ impl Server {
             Ok(())
         };
         // SAFETY: the closure runs in the child between fork and exec, where
-        // only async-signal-safe calls are allowed: it makes two system
+        // only async-signal-safe calls are allowed: it makes a few system
         // calls and allocates nothing.
         unsafe { command.pre_exec(prepare_child) };
         let mut child = command
