@@ -12,6 +12,7 @@
 //! * [`build`]: finding another workspace crate's binary from a test.
 //! * [`units`]: sizes such as `200M`, parsed and printed.
 //! * [`sender`]: the `sender` tool flooding a server, from a test.
+//! * [`pty`]: a program on a pseudo-terminal, prompting as for a person.
 //! * [`procfs`]: a process's open fds, memory and CPU time, from `/proc`.
 //! * [`robustness`]: faults, floods and hostile input, run against every
 //!   stage.
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod oracle;
 pub mod procfs;
+pub mod pty;
 pub mod robustness;
 pub mod scenarios;
 pub mod sender;

@@ -23,6 +23,7 @@
 
 use shared::build::workspace_binary;
 use shared::client::Client;
+use shared::pty::Terminal;
 use shared::sender::Flood;
 use shared::server::Server;
 use shared::wait::wait_until;
@@ -368,6 +369,26 @@ fn sender_stall() -> String {
     recording("cargo run -p tools --bin sender < huge_file.dat", &seen)
 }
 
+/// The sender typed at, on a terminal, against a stage-7 server: two lines,
+/// then Ctrl+D (which a terminal does not echo).
+fn sender_interactive() -> String {
+    const PROMPT: &str = "Enter message to send: ";
+    let server = start("stage07");
+    let port = server.ports[0].to_string();
+    let mut terminal = Terminal::spawn(&workspace_binary("tools", "sender"), &["--port", &port]);
+    for (typed, line) in ["hello", "Rust is fun"].into_iter().enumerate() {
+        assert!(terminal.read_until_seen(PROMPT, typed + 1, LOG_WAIT), "{}", terminal.screen());
+        terminal.type_line(line);
+    }
+    assert!(terminal.read_until_seen(PROMPT, 3, LOG_WAIT), "{}", terminal.screen());
+    assert!(server.wait_for_count("client: Rust is fun", 1, LOG_WAIT), "{}", server.stdout());
+    terminal.end_input();
+    let status = terminal.wait_exit(EXIT_WAIT);
+    terminal.read_to_end(EXIT_WAIT);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}: {}", terminal.screen());
+    recording("cargo run -p tools --bin sender", &terminal.screen())
+}
+
 /// A recording with the digits masked, for outputs whose numbers vary
 /// (bytes sent before a stall, rates): the committed file holds the numbers
 /// of a real run, and the test checks that the lines still read the same.
@@ -404,6 +425,7 @@ const RECORDINGS: &[(&str, Recorder)] = &[
     ("stage07/debug-one-client.txt", stage07_debug),
     ("stage07/shutdown-debug.txt", stage07_shutdown),
     ("tools/sender-stall.txt", sender_stall),
+    ("tools/sender-interactive.txt", sender_interactive),
 ];
 
 fn bless() -> bool {
@@ -491,6 +513,7 @@ recorded! {
     stage07_debug_one_client_txt => "stage07/debug-one-client.txt",
     stage07_shutdown_debug_txt => "stage07/shutdown-debug.txt",
     tools_sender_stall_txt => "tools/sender-stall.txt",
+    tools_sender_interactive_txt => "tools/sender-interactive.txt",
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! never reads, it reports a stall, and it fails cleanly when the server is
 //! not there.
 
+use shared::pty::Terminal;
 use shared::sender::Flood;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
@@ -10,6 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const SENDER: &str = env!("CARGO_BIN_EXE_sender");
+
+/// How long any step of a terminal session may take.
+const WAIT: Duration = Duration::from_secs(5);
 
 #[test]
 fn streams_all_of_stdin_and_exits_at_eof() {
@@ -40,6 +44,33 @@ fn streams_all_of_stdin_and_exits_at_eof() {
         data.len()
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("end of input: sent 2.9 MiB"), "{out:?}");
+}
+
+#[test]
+fn prompts_and_sends_each_typed_line_on_a_terminal() {
+    const PROMPT: &str = "Enter message to send: ";
+    let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let mut terminal = Terminal::spawn(Path::new(SENDER), &["--port", &port]);
+    let (mut conn, _) = server.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for (i, line) in ["hello", "Rust is fun"].into_iter().enumerate() {
+        assert!(terminal.read_until_seen(PROMPT, i + 1, WAIT), "{}", terminal.screen());
+        terminal.type_line(line);
+        let mut got = vec![0; line.len() + 1];
+        conn.read_exact(&mut got).unwrap();
+        assert_eq!(got, format!("{line}\n").as_bytes());
+    }
+    assert!(terminal.read_until_seen(PROMPT, 3, WAIT), "{}", terminal.screen());
+    terminal.end_input();
+    let status = terminal.wait_exit(WAIT);
+    terminal.read_to_end(WAIT);
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", terminal.screen());
+    assert_eq!(terminal.screen().matches("Message sent to server").count(), 2);
+    // Ctrl+D closes the connection: the server reads end of stream.
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "unexpected bytes {rest:?}");
 }
 
 #[test]
