@@ -17,6 +17,11 @@
 //! * in [`let_pending_in`], called by a `send()` that has been stalled for
 //!   [`SEND_STALL_CHECK`](crate::xps::SEND_STALL_CHECK), so that Ctrl+C
 //!   works even while a client that never reads keeps the server blocked.
+//!
+//! Not covered: a `write()` of the log to a stdout nobody reads (a pipe
+//! into a pager that stopped, a terminal paused with Ctrl+S) blocks with
+//! the signals held, and Ctrl+C waits until the output drains. Letting them
+//! in around every log write would cost two system calls per message.
 
 use crate::utils::xps_utils::check_os;
 use std::io;
@@ -65,13 +70,18 @@ pub fn requested() -> Option<ShutdownSignal> {
 }
 // ANCHOR_END: requested
 
-/// The set {SIGINT, SIGTERM}.
-fn shutdown_signals() -> libc::sigset_t {
+/// An empty signal set.
+fn empty_set() -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigemptyset() initialises the set it is given a valid pointer to.
     unsafe { libc::sigemptyset(set.as_mut_ptr()) };
     // SAFETY: sigemptyset() above has initialised every byte of the set.
-    let mut set = unsafe { set.assume_init() };
+    unsafe { set.assume_init() }
+}
+
+/// The set {SIGINT, SIGTERM}.
+fn shutdown_signals() -> libc::sigset_t {
+    let mut set = empty_set();
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: `set` is an initialised sigset_t and the signal is valid.
         unsafe { libc::sigaddset(&mut set, signal) };
@@ -83,8 +93,9 @@ fn shutdown_signals() -> libc::sigset_t {
 /// Installs the handler for SIGINT and SIGTERM and blocks both, so that
 /// they are delivered only where the server is ready for them.
 ///
-/// No `SA_RESTART`: a call that a signal interrupts returns `EINTR` instead
-/// of quietly starting over, which is how `epoll_pwait()` wakes up.
+/// The flags stay empty. (`SA_RESTART` would change nothing here: a handler
+/// always makes `epoll_pwait()` fail with `EINTR`, restart flag or not, and
+/// everywhere else the two signals are blocked.)
 pub fn install() -> io::Result<()> {
     let blocked = shutdown_signals();
     for signal in [libc::SIGINT, libc::SIGTERM] {
@@ -109,12 +120,12 @@ pub fn install() -> io::Result<()> {
 /// The signal mask to wait with: the current one minus SIGINT and SIGTERM.
 /// `epoll_pwait()` switches to it only for as long as it sleeps.
 pub fn wait_mask() -> libc::sigset_t {
-    let mut current = MaybeUninit::<libc::sigset_t>::uninit();
+    // Start from an initialised set: the kernel fills in only the part of
+    // a sigset_t it uses (8 of its 128 bytes).
+    let mut mask = empty_set();
     // SAFETY: with a null new set, pthread_sigmask() only writes the current
-    // mask into the valid pointer it is given, and cannot fail.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), current.as_mut_ptr()) };
-    // SAFETY: the call above filled the whole set.
-    let mut mask = unsafe { current.assume_init() };
+    // mask into the valid set it is given, and cannot fail.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask) };
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: `mask` is an initialised sigset_t and the signal is valid.
         unsafe { libc::sigdelset(&mut mask, signal) };
