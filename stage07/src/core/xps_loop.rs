@@ -131,7 +131,7 @@ impl XpsLoop {
     /// destroyed, and then the loop itself. From now on `detach` only
     /// forgets an fd: closing the epoll fd will drop every registration in
     /// one go, where one `epoll_ctl(DEL)` per client would make Ctrl+C with
-    /// 10,000 clients take almost twice as long. (Not in the course.)
+    /// 10,000 clients take about a tenth longer. (Not in the course.)
     pub fn begin_destroy(&mut self) {
         self.closing = true;
     }
