@@ -190,9 +190,12 @@ fn xps_loop_run(epoll_fd: RawFd) -> io::Result<()> {
                 logger!(LogLevel::Debug, "xps_loop_run()", "event on connection fd {fd}");
                 xps_connection_read_handler(id);
             }
-            // Neither: its owner was destroyed by an earlier event of this
-            // round. (Had its fd been reused already, the search would find
-            // the new owner instead; stage 7 closes that gap too.)
+            // Neither: nobody owns this fd. Not possible in this stage, where
+            // a handler only ever destroys its own connection and epoll
+            // reports each fd once per wait. Once one handler can destroy
+            // another object, an event left in the round for that object's
+            // fd lands here, or, if the fd was already reused, at the new
+            // owner: the search cannot tell. Stage 7's loop can.
         }
     }
 }

@@ -43,9 +43,13 @@ impl XpsConnection {
             logger!(LogLevel::Error, "xps_connection_create()", "{step} failed: {err}");
             err
         };
-        let remote_ip = get_remote_ip(&socket).ok_or_else(|| {
-            fail("get_remote_ip()", io::Error::new(io::ErrorKind::NotConnected, "peer is gone"))
-        })?;
+        // A client that connects and resets at once is still handed over by
+        // accept(); asking for its address is how we find out it has gone.
+        // That is the client's doing, not a server error, hence INFO.
+        let Some(remote_ip) = get_remote_ip(&socket) else {
+            logger!(LogLevel::Info, "xps_connection_create()", "client left before it was served");
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        };
         // On failure, dropping `socket` closes it.
         xps_loop_attach(epoll_fd, socket.as_raw_fd(), libc::EPOLLIN as u32)
             .map_err(|err| fail("xps_loop_attach()", err))?;

@@ -172,7 +172,8 @@ pub fn xps_listener_connection_handler(id: usize) {
     drop(listeners);
     let socket = match accepted {
         Ok((socket, _peer)) => socket,
-        // The client left before we got to it; nothing to do.
+        // Woken with nothing to accept after all: the listening socket is
+        // non-blocking, so accept() says so instead of freezing the loop.
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
         Err(err) if is_out_of_fds(&err) => return,
         Err(err) => {

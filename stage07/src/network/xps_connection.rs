@@ -44,9 +44,13 @@ impl XpsConnection {
         socket
             .set_write_timeout(Some(SEND_STALL_CHECK))
             .map_err(|e| fail("setsockopt(SO_SNDTIMEO)", e))?;
-        let remote_ip = get_remote_ip(&socket).ok_or_else(|| {
-            fail("get_remote_ip()", io::Error::new(io::ErrorKind::NotConnected, "peer is gone"))
-        })?;
+        // A client that connects and resets at once is still handed over by
+        // accept(); asking for its address is how we find out it has gone.
+        // That is the client's doing, not a server error, hence INFO.
+        let Some(remote_ip) = get_remote_ip(&socket) else {
+            logger!(LogLevel::Info, "xps_connection_create()", "client left before it was served");
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        };
         let fd = socket.as_raw_fd();
 
         let id = core.add_connection(XpsConnection { socket, listener, remote_ip });

@@ -162,7 +162,8 @@ fn listener_connection_handler(core: &mut XpsCore, ptr: usize) {
             listener.accepting_again();
             socket
         }
-        // The client left before we got to it; nothing to do.
+        // Woken with nothing to accept after all: the listening socket is
+        // non-blocking, so accept() says so instead of freezing the loop.
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
         Err(err) if is_out_of_fds(&err) => {
             listener.refuse_one_client(&err);
