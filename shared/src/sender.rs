@@ -70,6 +70,22 @@ impl Flood {
         &self.seen
     }
 
+    /// Reads stderr until the sender reports a stall of at least `seconds`
+    /// (`stalled for N s` with N >= `seconds`: on a busy machine a second
+    /// can go by without a report) or `timeout` passes. Returns all of
+    /// stderr so far.
+    pub fn read_until_stalled_for(&mut self, seconds: u64, timeout: Duration) -> &str {
+        let deadline = Instant::now() + timeout;
+        while longest_stall(&self.seen) < Some(seconds) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(bytes) => self.seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => break,
+            }
+        }
+        &self.seen
+    }
+
     /// Waits up to `timeout` for the sender to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
@@ -83,6 +99,15 @@ impl Flood {
             std::thread::sleep(crate::wait::POLL_INTERVAL);
         }
     }
+}
+
+/// The longest stall the sender has reported in `stderr`, in seconds.
+pub fn longest_stall(stderr: &str) -> Option<u64> {
+    stderr
+        .split("stalled for ")
+        .skip(1)
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .max()
 }
 
 impl Drop for Flood {

@@ -219,13 +219,18 @@ impl Progress {
         self.last_progress = Instant::now();
     }
 
-    /// Updates the display if it is due: ten times a second on a terminal,
-    /// once a second otherwise.
+    /// Updates the display if it is due: ten times a second on a terminal;
+    /// otherwise once a second, and during a stall as soon as it has lasted
+    /// one more whole second, so that no second is skipped when ticks come
+    /// late on a busy machine.
     fn tick(&mut self) {
         let now = Instant::now();
         let interval =
             if self.on_terminal { Duration::from_millis(100) } else { Duration::from_secs(1) };
-        if now.duration_since(self.last_draw) < interval {
+        let new_stall_second = !self.on_terminal
+            && now.duration_since(self.last_progress) >= STALL_AFTER
+            && self.status(now) != self.last_line;
+        if now.duration_since(self.last_draw) < interval && !new_stall_second {
             return;
         }
         self.last_draw = now;
