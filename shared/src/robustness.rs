@@ -222,14 +222,25 @@ pub fn terminal_is_safe(binary: &Path) {
 /// fails with EPIPE or a reset, and the server lives on.
 pub fn dead_peer_writes(binary: &Path) {
     let server = quiet_server(binary);
+    // A client floods without reading until the server is stuck in send()
+    // to it, then resets: the blocked send() fails (ECONNRESET or EPIPE)
+    // instead of killing the server with SIGPIPE.
+    let mut flooder = Client::connect(server.ports[0]);
+    let stalled =
+        flooder.flood_until_stalled(Duration::from_millis(300), 64 << 20, Duration::from_secs(10));
+    assert!(stalled.is_some(), "the server never blocked in send()");
+    flooder.reset();
+    assert!(
+        server.wait_for_count("send() failed", 1, IO_TIMEOUT),
+        "no failed send logged:\n{}",
+        server.stdout()
+    );
+    // The same on every port, with the replies still being written.
     for &port in &server.ports {
-        // 200 KB without reading, then a reset: the server is still
-        // writing the replies when the connection dies.
         let mut client = Client::connect(port);
         client.send(&vec![b'z'; 200_000]);
         client.reset();
     }
-    std::thread::sleep(Duration::from_millis(200));
     every_port_answers(&server, "writes to dead peers");
 }
 
