@@ -7,9 +7,12 @@
 //! turns those back, so the screen reads as a learner sees it.
 
 use crate::wait::wait_until;
-use std::fs::File;
+use std::ffi::{CStr, OsStr};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -126,33 +129,27 @@ impl Drop for Terminal {
     }
 }
 
-/// Opens a pseudo-terminal: (our side, the program's side), both
-/// close-on-exec so that no other child inherits them.
+/// Opens a pseudo-terminal: (our side, the program's side). Both are opened
+/// close-on-exec from the start (std's `open` sets `O_CLOEXEC`), so a child
+/// that another test thread starts meanwhile cannot inherit them.
 fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let (mut master, mut terminal) = (-1, -1);
-    // SAFETY: the two out-pointers are valid for the call; the name, termios
-    // and window-size arguments may be null (kernel defaults).
-    let ret = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut terminal,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    if ret != 0 {
+    // The multiplexer hands out a new terminal pair on each open.
+    let master =
+        OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open("/dev/ptmx")?;
+    // SAFETY: unlockpt() takes an fd we own and no pointers.
+    if unsafe { libc::unlockpt(master.as_raw_fd()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: openpty succeeded, so both are open fds that nothing else owns.
-    let master = unsafe { OwnedFd::from_raw_fd(master) };
-    // SAFETY: as above.
-    let terminal = unsafe { OwnedFd::from_raw_fd(terminal) };
-    for fd in [&master, &terminal] {
-        // SAFETY: fcntl(F_SETFD) on an fd we own takes no pointers.
-        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+    let mut name = [0 as libc::c_char; 64];
+    // SAFETY: `name` is a writable buffer of the length passed with it.
+    let ret = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+    if ret != 0 {
+        return Err(std::io::Error::from_raw_os_error(ret));
     }
-    Ok((master, terminal))
+    // SAFETY: ptsname_r() succeeded, so `name` holds a NUL-terminated string.
+    let path = unsafe { CStr::from_ptr(name.as_ptr()) };
+    let path = Path::new(OsStr::from_bytes(path.to_bytes()));
+    let terminal =
+        OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(path)?;
+    Ok((OwnedFd::from(master), OwnedFd::from(terminal)))
 }
