@@ -1,25 +1,69 @@
 #!/usr/bin/env bash
 # Experiment 1 in figures: how many bytes the sender gets out before the
 # stage-7 server stalls, and how long after the sender dies a client that
-# waited through the stall gets its reply. Uses port 8041 and python3.
+# waited through the stall gets its reply. Needs python3; the server takes
+# a free port. Exits 1 if the stall or the recovery is not as the book says.
 # Run from anywhere: bash tools/measure-experiment.sh
-set -eu
+set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q -p stage07 -p tools
-./target/debug/mkdata --force ${TMPDIR:-/tmp}/xps-huge_file.dat 200M 2>/dev/null
-./target/debug/stage07 --ports 8041 > /tmp/measure-server.log &
+bin="${CARGO_TARGET_DIR:-target}/debug"
+work=$(mktemp -d)
+server="" sender=""
+cleanup() {
+    [[ -n $sender ]] && kill -KILL "$sender" 2>/dev/null
+    [[ -n $server ]] && kill -KILL "$server" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$bin/mkdata" "$work/huge_file.dat" 200M > "$work/mkdata.out" 2>&1 ||
+    { cat "$work/mkdata.out" >&2; exit 1; }
+
+"$bin/stage07" --ports 0 > "$work/server.log" 2>&1 &
 server=$!
-sleep 0.3
-./target/debug/sender --port 8041 < ${TMPDIR:-/tmp}/xps-huge_file.dat 2> /tmp/measure-sender.err &
+for _ in $(seq 100); do
+    grep -q 'Server listening on port' "$work/server.log" && break
+    sleep 0.05
+done
+port=$(sed -n 's/.*Server listening on port \([0-9]*\).*/\1/p' "$work/server.log" | head -1)
+[[ -n $port ]] || { echo "stage07 did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
+
+"$bin/sender" --port "$port" < "$work/huge_file.dat" 2> "$work/sender.err" &
 sender=$!
-sleep 4
-python3 - "$sender" <<'PY'
+# Wait until the sender has reported a stall of two seconds or more.
+for _ in $(seq 200); do
+    grep -Eq 'stalled for ([2-9]|[1-9][0-9]+) s' "$work/sender.err" && break
+    sleep 0.05
+done
+grep -q 'stalled for' "$work/sender.err" ||
+    { echo "the sender never stalled:" >&2; cat "$work/sender.err" >&2; exit 1; }
+
+python3 - "$port" "$sender" <<'PY'
 import os, signal, socket, sys, time
-s = socket.create_connection(("127.0.0.1", 8041)); s.sendall(b"ping\n"); s.settimeout(2)
-try: s.recv(5); print("reply during stall: FAIL")
-except socket.timeout: print("no reply during 2 s stall: ok")
-s.settimeout(10); t = time.monotonic(); os.kill(int(sys.argv[1]), signal.SIGTERM)
-reply = s.recv(5); print(f"reply {reply!r} {1000*(time.monotonic()-t):.1f} ms after the sender was killed")
+port, sender = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"ping\n")
+s.settimeout(2)
+try:
+    s.recv(5)
+    sys.exit("a reply came during the stall: the server did not block")
+except socket.timeout:
+    print("no reply during a 2 s wait in the stall: as expected")
+s.settimeout(10)
+t = time.monotonic()
+os.kill(sender, signal.SIGTERM)
+reply = s.recv(5)
+ms = 1000 * (time.monotonic() - t)
+if reply != b"gnip\n":
+    sys.exit(f"after the sender died the reply was {reply!r}, not b'gnip\\n'")
+print(f"reply {reply!r} {ms:.1f} ms after the sender was killed")
 PY
-grep stalled /tmp/measure-sender.err | tail -1
-kill -INT $server; wait $server; echo "server exit status $?"
+sender=""
+echo "sender before it was killed: $(grep 'stalled for' "$work/sender.err" | tail -1)"
+kill -INT "$server"
+status=0
+wait "$server" || status=$?
+server=""
+echo "server exit status $status"
+[[ $status -eq 0 ]]
