@@ -18,6 +18,7 @@ use shared::oracle::{Rng, expected_reply};
 use shared::procfs;
 use shared::units::{format_bytes, parse_size};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::RangeInclusive;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,8 +34,8 @@ before and after, and fails if fds leaked or memory grew too much.
 Options:
   --host HOST          server address (default 127.0.0.1)
   --ports P1,...       server ports (default 8001,8002,8003,8004)
-  --clients N          client threads (default 50)
-  --seconds T          how long to run (default 30)
+  --clients N          client threads, 1 to 10000 (default 50)
+  --seconds T          how long to run, 1 to 86400 (default 30)
   --pid PID            the server's process id, to watch its fds and memory
   --max-rss-growth S   most the server's memory may grow (default 1M)
   --seed S             random seed (default: from the clock)
@@ -42,6 +43,12 @@ Options:
 
 /// How long one reply may take before it counts as an error.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest run `--seconds` accepts: a day.
+const MAX_SECONDS: u64 = 24 * 60 * 60;
+
+/// The most client threads `--clients` accepts.
+const MAX_CLIENTS: usize = 10_000;
 
 struct Options {
     host: String,
@@ -66,9 +73,6 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         max_rss_growth: 1 << 20,
         seed,
     };
-    fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-        value.parse().map_err(|_| format!("{flag}: '{value}' is not a valid number"))
-    }
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
             return Ok(None);
@@ -80,21 +84,29 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--ports" => {
                 options.ports = value
                     .split(',')
-                    .map(|p| number("--ports", p.trim()))
+                    .map(|p| number_in("--ports", p.trim(), 1..=u16::MAX))
                     .collect::<Result<_, _>>()?;
             }
-            "--clients" => options.clients = number(&arg, &value)?,
-            "--seconds" => options.seconds = number(&arg, &value)?,
-            "--pid" => options.pid = Some(number(&arg, &value)?),
+            "--clients" => options.clients = number_in(&arg, &value, 1..=MAX_CLIENTS)?,
+            "--seconds" => options.seconds = number_in(&arg, &value, 1..=MAX_SECONDS)?,
+            "--pid" => options.pid = Some(number_in(&arg, &value, 1..=i32::MAX as u32)?),
             "--max-rss-growth" => options.max_rss_growth = parse_size(&value)?,
-            "--seed" => options.seed = number(&arg, &value)?,
+            "--seed" => options.seed = number_in(&arg, &value, 0..=u64::MAX)?,
             _ => return Err(format!("unknown option '{arg}'")),
         }
     }
-    if options.clients == 0 || options.ports.is_empty() {
-        return Err("need at least one client and one port".to_string());
-    }
     Ok(Some(options))
+}
+
+/// `value` as a number within `range`, or a one-line error naming `flag`.
+fn number_in<T>(flag: &str, value: &str, range: RangeInclusive<T>) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let bad =
+        || format!("{flag}: '{value}' is not a number from {} to {}", range.start(), range.end());
+    let number: T = value.parse().map_err(|_| bad())?;
+    if range.contains(&number) { Ok(number) } else { Err(bad()) }
 }
 
 /// Counters shared by every client thread.
@@ -233,8 +245,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if options.pid.is_some() && snapshot(options.pid).is_none() {
-        eprintln!("soak: cannot read /proc for pid {:?}", options.pid);
+    if let Some(pid) = options.pid
+        && snapshot(options.pid).is_none()
+    {
+        eprintln!("soak: cannot read /proc for pid {pid}");
         return ExitCode::from(2);
     }
     let before = snapshot(options.pid);
@@ -267,7 +281,7 @@ fn main() -> ExitCode {
     println!("errors          {errors}");
 
     let mut healthy = errors == 0;
-    if let Some((fds_before, rss_before)) = before {
+    if let (Some(pid), Some((fds_before, rss_before))) = (options.pid, before) {
         // The server sees the last clients leave a moment after we do.
         let mut after = snapshot(options.pid);
         let settle = Instant::now() + Duration::from_secs(3);
@@ -298,7 +312,7 @@ fn main() -> ExitCode {
                 }
             }
             None => {
-                println!("soak: FAIL: the server (pid {:?}) is gone", options.pid);
+                println!("soak: FAIL: the server (pid {pid}) is gone");
                 healthy = false;
             }
         }
