@@ -115,6 +115,21 @@ fn a_server_that_never_replies_times_out_instead_of_hanging() {
 }
 
 #[test]
+fn a_reply_later_than_timeout_counts_even_between_ticks() {
+    // No loopback round trip takes under 10 microseconds, so every reply
+    // is late; the deadline check runs only once a tick (100 ms), so this
+    // is caught when the reply completes.
+    let server = Server::start(&workspace_binary("stage07", "stage07"), 1);
+    let port = server.ports[0].to_string();
+    let (out, _) =
+        bench(&["--port", &port, "--conns", "1", "--seconds", "1", "--timeout", "0.00001"]);
+    let result = result(&out);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(number(&result, "timeouts") > 0.0, "{out:?}");
+    assert_eq!(result["msgs"], "0", "{out:?}");
+}
+
+#[test]
 fn no_server_means_connect_errors() {
     // Bind a port and close it again: nothing listens there now.
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();

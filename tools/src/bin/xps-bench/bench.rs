@@ -384,6 +384,17 @@ impl Bench {
         }
         let now = Instant::now();
         let latency = now.duration_since(conn.started);
+        if latency > self.timeout {
+            // Late, even if complete: the deadline check runs only once a
+            // tick, so a short --timeout is enforced here too.
+            let why = format!(
+                "the reply took {:.3} s, more than --timeout {:.3} s",
+                latency.as_secs_f64(),
+                self.timeout.as_secs_f64()
+            );
+            self.close(index, Failure::Timeout, &why);
+            return;
+        }
         conn.replies += 1;
         if conn.replies == 1 {
             self.settled += 1;

@@ -47,7 +47,7 @@ impl Report {
         );
         if options.idle > 0 {
             println!(
-                "idle:      {} of {} open in {:.2} s",
+                "idle:      {} of {} connected in {:.2} s (handshakes done; the server's fd count shows how many it accepted)",
                 self.idle_open,
                 options.idle,
                 self.idle_time.as_secs_f64()
@@ -66,7 +66,13 @@ impl Report {
         if let Some(first) = &self.first_error {
             println!("first error: {first}");
         }
-        println!("cpu:       xps-bench used {:.0}% of one core", self.cpu_share * 100.0);
+        // CPU time is counted in clock ticks: over a very short run the
+        // share is noise.
+        if self.window >= Duration::from_millis(500) {
+            println!("cpu:       xps-bench used {:.0}% of one core", self.cpu_share * 100.0);
+        } else {
+            println!("cpu:       not measured (the run lasted under 0.5 s)");
+        }
         println!(
             "result: msgs_per_s={rate:.1} msgs={} seconds={secs:.3} p50_us={p50:.1} \
              p99_us={p99:.1} max_us={max:.1} errors={} wrong={} resets={} timeouts={} \
