@@ -20,6 +20,7 @@ use shared::units::{format_bytes, parse_size};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,21 @@ const MAX_SECONDS: u64 = 24 * 60 * 60;
 
 /// The most client threads `--clients` accepts.
 const MAX_CLIENTS: usize = 10_000;
+
+/// Failed connections in a row after which a client decides the server is
+/// gone and stops the whole run.
+const MAX_CONNECT_FAILURES: u32 = 10;
+
+/// A client's pause after its first failed connection in a row; it doubles
+/// with each further failure, up to [`MAX_BACKOFF`]. Ten failures in a row
+/// then take about 1.6 s.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+
+/// The longest pause between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_millis(320);
+
+/// Errors printed one per line; any further ones are only counted.
+const MAX_ERROR_LINES: u64 = 20;
 
 struct Options {
     host: String,
@@ -125,14 +141,82 @@ impl Tally {
     }
 }
 
-/// One client's session: behaviours picked at random until `deadline`.
-fn client_loop(addrs: &[SocketAddr], seed: u64, deadline: Instant, tally: &Tally) {
-    let mut rng = Rng::new(seed);
-    while Instant::now() < deadline {
-        let addr = addrs[rng.below(addrs.len())];
-        if let Err(problem) = one_behaviour(addr, &mut rng, tally) {
-            Tally::add(&tally.errors, 1);
+/// What every client thread shares: the counters, the end of the run, and
+/// why the run stopped early if it did.
+struct Run {
+    tally: Tally,
+    deadline: Instant,
+    gave_up: OnceLock<String>,
+}
+
+impl Run {
+    /// True once time is up or the run has been given up.
+    fn is_over(&self) -> bool {
+        Instant::now() >= self.deadline || self.gave_up.get().is_some()
+    }
+
+    /// Counts an error, and prints it if it is one of the first
+    /// [`MAX_ERROR_LINES`]: a server that has gone away must not make soak
+    /// print a line per attempt.
+    fn error(&self, addr: SocketAddr, problem: &str) {
+        let n = self.tally.errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= MAX_ERROR_LINES {
             eprintln!("soak: {addr}: {problem}");
+        }
+    }
+
+    /// Stops every client, saying why (only the first reason is kept).
+    fn give_up(&self, reason: String) {
+        if self.gave_up.set(reason.clone()).is_ok() {
+            eprintln!("soak: stopping early: {reason}");
+        }
+    }
+
+    /// Sleeps for `wait`, or less if the run ends first.
+    fn pause(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        while !self.is_over() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(20)));
+        }
+    }
+}
+
+/// One client's session: behaviours picked at random until the run is
+/// over. After a failed connection it waits before the next attempt,
+/// longer each time; after [`MAX_CONNECT_FAILURES`] in a row it gives up
+/// the whole run, since the server is not there (any more).
+fn client_loop(addrs: &[SocketAddr], seed: u64, run: &Run) {
+    let mut rng = Rng::new(seed);
+    let mut failures_in_a_row = 0;
+    let mut backoff = FIRST_BACKOFF;
+    while !run.is_over() {
+        let addr = addrs[rng.below(addrs.len())];
+        let client = match Client::try_connect_to(addr) {
+            Ok(client) => client,
+            Err(err) => {
+                run.error(addr, &format!("connect failed: {err}"));
+                failures_in_a_row += 1;
+                if failures_in_a_row >= MAX_CONNECT_FAILURES {
+                    run.give_up(format!(
+                        "{failures_in_a_row} connections in a row failed, the last to {addr} \
+                         ({err}): is the server running?"
+                    ));
+                    return;
+                }
+                run.pause(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        failures_in_a_row = 0;
+        backoff = FIRST_BACKOFF;
+        Tally::add(&run.tally.connections, 1);
+        if let Err(problem) = one_behaviour(client, &mut rng, &run.tally) {
+            run.error(addr, &problem);
         }
     }
 }
@@ -168,10 +252,8 @@ fn text_line(rng: &mut Rng, max: usize) -> Vec<u8> {
     rng.tester_message(max)
 }
 
-fn one_behaviour(addr: SocketAddr, rng: &mut Rng, tally: &Tally) -> Result<(), String> {
-    let mut client =
-        Client::try_connect_to(addr).map_err(|err| format!("connect failed: {err}"))?;
-    Tally::add(&tally.connections, 1);
+/// One behaviour, picked at random, on a fresh connection.
+fn one_behaviour(mut client: Client, rng: &mut Rng, tally: &Tally) -> Result<(), String> {
     match rng.below(10) {
         // A well-behaved client: several lines and their replies.
         0..=3 => {
@@ -257,19 +339,31 @@ fn main() -> ExitCode {
         options.clients, options.seconds, options.host, options.ports, options.seed
     );
 
-    let tally = Tally::default();
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(options.seconds);
+    let run = Run {
+        tally: Tally::default(),
+        deadline: started + Duration::from_secs(options.seconds),
+        gave_up: OnceLock::new(),
+    };
     std::thread::scope(|scope| {
         for i in 0..options.clients {
-            let (addrs, tally) = (&addrs, &tally);
+            let (addrs, run) = (&addrs, &run);
             let seed = options.seed.wrapping_add(i as u64 * 0x9e37_79b9);
-            scope.spawn(move || client_loop(addrs, seed, deadline, tally));
+            let spawned = std::thread::Builder::new()
+                .spawn_scoped(scope, move || client_loop(addrs, seed, run));
+            if let Err(err) = spawned {
+                run.give_up(format!("cannot start client thread {}: {err}", i + 1));
+                break;
+            }
         }
     });
     let elapsed = started.elapsed().as_secs_f64();
+    let tally = &run.tally;
     let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let errors = get(&tally.errors);
+    if errors > MAX_ERROR_LINES {
+        eprintln!("soak: ... and {} more errors", errors - MAX_ERROR_LINES);
+    }
     println!("connections     {}", get(&tally.connections));
     println!(
         "messages        {} ({:.0}/s)",
@@ -281,6 +375,10 @@ fn main() -> ExitCode {
     println!("errors          {errors}");
 
     let mut healthy = errors == 0;
+    if let Some(reason) = run.gave_up.get() {
+        println!("soak: FAIL: stopped after {elapsed:.1} of {} s: {reason}", options.seconds);
+        healthy = false;
+    }
     if let (Some(pid), Some((fds_before, rss_before))) = (options.pid, before) {
         // The server sees the last clients leave a moment after we do.
         let mut after = snapshot(options.pid);
