@@ -40,6 +40,12 @@ fn text_is_printable_lines() {
     assert_eq!(text.len(), 100 * 1024);
     assert!(text.iter().all(|&b| b == b'\n' || (b' '..=b'~').contains(&b)));
     assert!(text.split(|&b| b == b'\n').all(|line| line.len() <= 63));
+    // 100 KiB is a whole number of 64-byte lines; an odd size still ends
+    // with a whole line.
+    let odd = scratch("odd.txt");
+    let out = mkdata(&["--text", odd.to_str().unwrap(), "1000"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(fs::read(&odd).unwrap().last(), Some(&b'\n'));
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use shared::cli::options_or_exit;
 use shared::oracle::Rng;
 use shared::units::{format_bytes, parse_size};
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +94,21 @@ fn write_file(request: &Request) -> io::Result<()> {
         _ => io::Error::new(err.kind(), format!("cannot create {}: {err}", request.path.display())),
     })?;
 
+    // A half-written file would pass for a whole one later: remove it, if
+    // it is a plain file (never a device such as /dev/full).
+    fill_file(&mut file, request).map_err(|err| {
+        let plain = file.metadata().is_ok_and(|meta| meta.is_file());
+        let removed = plain && std::fs::remove_file(&request.path).is_ok();
+        let note = if removed { " (the partial file was removed)" } else { "" };
+        io::Error::new(
+            err.kind(),
+            format!("writing {} failed: {err}{note}", request.path.display()),
+        )
+    })
+}
+
+/// Writes the file's content, with progress on a terminal.
+fn fill_file(file: &mut File, request: &Request) -> io::Result<()> {
     let started = Instant::now();
     let on_terminal = io::stderr().is_terminal();
     let mut last_report = started;
@@ -104,6 +119,10 @@ fn write_file(request: &Request) -> io::Result<()> {
     while written < request.size {
         let len = CHUNK.min((request.size - written) as usize);
         fill(&mut chunk[..len], &mut rng, request.text);
+        if request.text && written + len as u64 == request.size {
+            // Text ends with a whole line.
+            chunk[len - 1] = b'\n';
+        }
         file.write_all(&chunk[..len])?;
         written += len as u64;
         if on_terminal && last_report.elapsed() >= Duration::from_millis(100) {
