@@ -1,0 +1,176 @@
+//! soak against nothing (it gives up soon, printing a bounded number of
+//! lines), with absurd flags (status 2, no panic), and against the real
+//! stage-7 server (a short run passes; a server killed mid-run fails it).
+//! Every run has a deadline, and a soak still running then is killed.
+
+use shared::build::workspace_binary;
+use shared::server::{Launch, Server};
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const SOAK: &str = env!("CARGO_BIN_EXE_soak");
+
+/// The longest any soak run here may take before it is killed.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// What a soak run left behind.
+#[derive(Debug)]
+struct Run {
+    status: ExitStatus,
+    elapsed: Duration,
+    stdout: String,
+    stderr: String,
+}
+
+/// Reads all of `stream` on a thread, so a chatty child never blocks on a
+/// full pipe.
+fn drain(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// A soak run in progress; dropping it kills soak if it is still running.
+struct Soak {
+    child: Child,
+    started: Instant,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Soak {
+    fn start(args: &[&str]) -> Soak {
+        let mut child = Command::new(SOAK)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start soak");
+        let stdout = child.stdout.take().map(drain);
+        let stderr = child.stderr.take().map(drain);
+        Soak { child, started: Instant::now(), stdout, stderr }
+    }
+
+    /// Waits for soak to exit; panics (and the drop kills it) if it is still
+    /// running after [`DEADLINE`].
+    fn finish(mut self) -> Run {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for soak") {
+                break status;
+            }
+            assert!(self.started.elapsed() < DEADLINE, "soak still running after {DEADLINE:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let elapsed = self.started.elapsed();
+        let text = |reader: Option<JoinHandle<String>>| {
+            reader.map(|r| r.join().expect("reader thread")).unwrap_or_default()
+        };
+        let (stdout, stderr) = (text(self.stdout.take()), text(self.stderr.take()));
+        Run { status, elapsed, stdout, stderr }
+    }
+}
+
+impl Drop for Soak {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn soak(args: &[&str]) -> Run {
+    Soak::start(args).finish()
+}
+
+/// A port on which nothing listens (it was free a moment ago).
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The stage-7 server on two ports chosen by the OS, without DEBUG logs.
+fn stage07() -> Server {
+    let binary = workspace_binary("stage07", "stage07");
+    let launch = Launch { quiet: true, ..Launch::default() };
+    let mut server = Server::spawn_with(&binary, &["--ports", "0,0"], &launch);
+    server.wait_for_ports(2);
+    server
+}
+
+#[test]
+fn gives_up_soon_with_few_lines_when_nothing_listens() {
+    let port = closed_port().to_string();
+    let run = soak(&["--ports", &port, "--clients", "8", "--seconds", "30"]);
+    assert_eq!(run.status.code(), Some(1), "{run:#?}");
+    assert!(run.elapsed < Duration::from_secs(5), "took {:?}: {run:#?}", run.elapsed);
+    assert!(run.stderr.lines().count() < 50, "{} stderr lines", run.stderr.lines().count());
+    assert!(run.stderr.contains("more errors"), "{run:#?}");
+    assert!(run.stdout.contains("soak: FAIL: stopped after"), "{run:#?}");
+    assert!(run.stdout.contains("connections     0"), "{run:#?}");
+}
+
+#[test]
+fn absurd_numbers_are_a_one_line_error_and_status_2() {
+    for args in [
+        ["--seconds", "18446744073709551615"],
+        ["--seconds", "0"],
+        ["--clients", "0"],
+        ["--clients", "18446744073709551615"],
+        ["--ports", "0"],
+        ["--ports", "65536"],
+        ["--pid", "0"],
+    ] {
+        let run = soak(&args);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {run:#?}");
+        let mut lines = run.stderr.lines();
+        let first = lines.next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("soak: {}: '{}'", args[0], args[1])),
+            "{args:?}: {first}"
+        );
+        assert_eq!(lines.next(), Some(""), "{args:?}: one error line, then the usage");
+        assert!(run.stderr.contains("Usage: soak"), "{args:?}: {run:#?}");
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {run:#?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:#?}");
+    }
+}
+
+#[test]
+fn a_short_run_against_stage07_passes() {
+    let server = stage07();
+    let ports = format!("{},{}", server.ports[0], server.ports[1]);
+    let pid = server.pid().to_string();
+    let run = soak(&["--ports", &ports, "--clients", "4", "--seconds", "1", "--pid", &pid]);
+    assert!(run.status.success(), "{run:#?}");
+    assert!(run.stdout.contains("errors          0"), "{run:#?}");
+    assert!(run.stdout.lines().any(|l| l.starts_with("server fds")), "{run:#?}");
+    assert!(run.stdout.ends_with("soak: ok\n"), "{run:#?}");
+    assert!(!run.stdout.contains("Some("), "the pid is printed as a number: {run:#?}");
+}
+
+#[test]
+fn a_server_killed_mid_run_fails_it_soon_and_quietly() {
+    let server = stage07();
+    let ports = format!("{},{}", server.ports[0], server.ports[1]);
+    let pid = server.pid();
+    let args = ["--ports", &ports, "--clients", "8", "--seconds", "30", "--pid", &pid.to_string()];
+    let soak = Soak::start(&args);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(server); // kills it and reaps it
+    let run = soak.finish();
+    assert_eq!(run.status.code(), Some(1), "{run:#?}");
+    assert!(run.elapsed < Duration::from_secs(5), "took {:?}: {run:#?}", run.elapsed);
+    assert!(run.stderr.lines().count() < 50, "{} stderr lines", run.stderr.lines().count());
+    assert!(run.stdout.contains("soak: FAIL: stopped after"), "{run:#?}");
+    assert!(
+        run.stdout.contains(&format!("soak: FAIL: the server (pid {pid}) is gone")),
+        "{run:#?}"
+    );
+}
