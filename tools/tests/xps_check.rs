@@ -7,6 +7,10 @@ use shared::server::Server;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
 
 const XPS_CHECK: &str = env!("CARGO_BIN_EXE_xps-check");
 
@@ -65,21 +69,49 @@ fn stage_6_passes_every_check() {
 /// How a wrong server answers one chunk it has read: `None` closes.
 type Behaviour = fn(&[u8], usize) -> Option<Vec<u8>>;
 
-/// Starts a wrong server on `n_ports` free ports, one thread per client.
-/// The threads end with the test process.
-fn wrong_server(n_ports: usize, behaviour: Behaviour) -> Vec<u16> {
-    (0..n_ports)
-        .map(|_| {
-            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-            let port = listener.local_addr().unwrap().port();
-            std::thread::spawn(move || {
-                for client in listener.incoming().flatten() {
+/// A wrong server on free ports, one thread per client. Dropping it stops
+/// the threads that accept; a client's thread ends when its client, an
+/// xps-check that has exited by then, has closed the connection.
+struct WrongServer {
+    ports: Vec<u16>,
+    stop: Arc<AtomicBool>,
+    accepting: Vec<JoinHandle<()>>,
+}
+
+impl Drop for WrongServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for &port in &self.ports {
+            // Wakes that port's accept(): the thread sees `stop` and ends.
+            let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+        }
+        for thread in self.accepting.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts a wrong server on `n_ports` free ports.
+fn wrong_server(n_ports: usize, behaviour: Behaviour) -> WrongServer {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut server =
+        WrongServer { ports: Vec::new(), stop: Arc::clone(&stop), accepting: Vec::new() };
+    for _ in 0..n_ports {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        server.ports.push(listener.local_addr().unwrap().port());
+        let stop = Arc::clone(&stop);
+        server.accepting.push(std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(client) = client {
                     std::thread::spawn(move || serve(client, behaviour));
                 }
-            });
-            port
-        })
-        .collect()
+            }
+        }));
+    }
+    server
 }
 
 fn serve(mut client: TcpStream, behaviour: Behaviour) {
@@ -118,8 +150,8 @@ fn never_answer(_: &[u8], _: usize) -> Option<Vec<u8>> {
 
 #[test]
 fn a_server_that_reverses_the_newline_too() {
-    let ports = wrong_server(4, reverse_everything);
-    let out = xps_check(&ports, &["--stage", "6", "--timeout", "0.5"]);
+    let server = wrong_server(4, reverse_everything);
+    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "0.5"]);
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
     assert_failed_with_hint(&output, "ports-reverse", "reply has the newline first");
@@ -133,8 +165,8 @@ fn a_server_that_reverses_the_newline_too() {
 
 #[test]
 fn a_server_that_closes_after_one_reply() {
-    let ports = wrong_server(4, close_after_one_reply);
-    let out = xps_check(&ports, &["--stage", "6", "--timeout", "0.5"]);
+    let server = wrong_server(4, close_after_one_reply);
+    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "0.5"]);
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
     assert_failed_with_hint(&output, "ports-reverse", "closed the connection");
@@ -144,9 +176,9 @@ fn a_server_that_closes_after_one_reply() {
 
 #[test]
 fn a_server_that_never_answers_fails_fast() {
-    let ports = wrong_server(4, never_answer);
-    let started = std::time::Instant::now();
-    let out = xps_check(&ports, &["--stage", "6", "--timeout", "0.3"]);
+    let server = wrong_server(4, never_answer);
+    let started = Instant::now();
+    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "0.3"]);
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
     assert_failed_with_hint(&output, "ports-reverse", "no reply within");
@@ -156,7 +188,8 @@ fn a_server_that_never_answers_fails_fast() {
 
 #[test]
 fn a_server_that_answers_on_one_port_only() {
-    let mut ports = wrong_server(1, correct);
+    let server = wrong_server(1, correct);
+    let mut ports = server.ports.clone();
     // Three ports that nothing listens on: bound, then let go.
     for _ in 0..3 {
         ports.push(
