@@ -218,3 +218,41 @@ fn bad_flags_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
 }
+
+#[test]
+fn flags_say_what_they_take() {
+    let out = Command::new(XPS_CHECK).args(["--stage", "7", "--timeout", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("more than 0 and at most 60, not '0'"), "{stderr}");
+
+    let out = Command::new(XPS_CHECK).arg("--help").output().unwrap();
+    let help = text(&out);
+    let usage: Vec<&str> = help.lines().take_while(|line| !line.is_empty()).collect();
+    for flag in ["--stage", "--host", "--ports", "--only", "--timeout", "--json"] {
+        assert!(usage.iter().any(|l| l.contains(flag)), "{flag} missing from {usage:#?}");
+    }
+    assert!(usage.iter().any(|l| l.contains("xps-check --list")), "{usage:#?}");
+}
+
+#[test]
+fn list_works_without_a_stage() {
+    let out = Command::new(XPS_CHECK).arg("--list").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out).starts_with("ports-reverse"), "{}", text(&out));
+    assert!(text(&out).contains("(from stage 7)"), "{}", text(&out));
+    let out = Command::new(XPS_CHECK).args(["--list", "--stage", "6"]).output().unwrap();
+    assert!(!text(&out).contains("blocking-send"), "{}", text(&out));
+}
+
+#[test]
+fn localhost_works() {
+    // Whether "localhost" resolves to ::1 first depends on the machine;
+    // here it must at least reach a server on 127.0.0.1.
+    let server = wrong_server(4, correct);
+    let out = xps_check(
+        &server.ports,
+        &["--stage", "6", "--host", "localhost", "--only", "ports-reverse"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}

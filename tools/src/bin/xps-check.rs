@@ -22,18 +22,21 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
-Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME] [--json]
+Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME]
+                 [--timeout SECS] [--json]
+       xps-check --list [--stage N]
 
 Checks the reverse server listening on HOST at PORTS against the milestones
 of stage N (6, 7 or 8) and prints one line per check.
 
 Options:
-  --stage N        6, 7 or 8 (required)
-  --host HOST      where the server is (default 127.0.0.1)
+  --stage N        6, 7 or 8 (required, except with --list)
+  --host HOST      where the server is (default 127.0.0.1; a name is tried
+                   at each of its addresses, IPv4 first)
   --ports P1,...   its ports (default 8001,8002,8003,8004)
   --only NAME      run only this check (see --list)
-  --list           list the checks of the stage and exit
-  --timeout SECS   how long to wait for one reply (default 2)
+  --list           list the checks (of stage N, or all) and exit
+  --timeout SECS   how long to wait for one reply (default 2, at most 60)
   --json           one JSON object per check, then a summary object
   -h, --help       print this help
 
@@ -49,6 +52,18 @@ struct Options {
     list: bool,
     timeout: Duration,
     json: bool,
+}
+
+/// Parses a number of seconds, more than 0 and at most `max`.
+fn seconds(flag: &str, value: &str, max: f64) -> Result<Duration, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= max)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            format!("{flag} takes seconds, more than 0 and at most {max}, not '{value}'")
+        })
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -83,20 +98,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                     .collect::<Result<_, _>>()?;
             }
             "--only" => options.only = Some(value()?),
-            "--timeout" => {
-                let secs = value()?;
-                let secs: f64 = secs
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 60.0)
-                    .ok_or_else(|| format!("--timeout takes seconds (0 to 60), not '{secs}'"))?;
-                options.timeout = Duration::from_secs_f64(secs);
-            }
+            "--timeout" => options.timeout = seconds("--timeout", &value()?, 60.0)?,
             other => return Err(format!("unknown option '{other}'")),
         }
     }
-    if options.stage == 0 {
-        return Err("--stage is required (6, 7 or 8)".to_string());
+    if options.stage == 0 && !options.list {
+        return Err("--stage is required (6, 7 or 8): the checks depend on it".to_string());
     }
     Ok(Some(options))
 }
@@ -117,19 +124,30 @@ type Outcome = Result<Option<String>, Failure>;
 
 /// Where and how to talk to the server under check.
 struct Target {
-    addrs: Vec<SocketAddr>,
+    /// For each port, the addresses to try in turn (IPv4 first).
+    addrs: Vec<Vec<SocketAddr>>,
+    /// How long one reply may take.
     timeout: Duration,
 }
 
 impl Target {
+    /// Connects to the `index`-th port (modulo their number), trying each
+    /// of its addresses until one answers.
     fn connect(&self, index: usize) -> Result<Client, Failure> {
-        let addr = self.addrs[index % self.addrs.len()];
-        Client::try_connect_to(addr).map_err(|err| Failure {
-            what: format!("cannot connect to {addr}: {err}"),
+        let addrs = &self.addrs[index % self.addrs.len()];
+        let mut errors = Vec::new();
+        for &addr in addrs {
+            match Client::try_connect_to(addr) {
+                Ok(client) => return Ok(client),
+                Err(err) => errors.push(format!("{addr}: {err}")),
+            }
+        }
+        let port = addrs.first().map_or(0, SocketAddr::port);
+        Err(Failure {
+            what: format!("cannot connect to {}", errors.join("; ")),
             hint: format!(
-                "is the server running, and listening on port {}? (start it first; \
-                 xps-check never starts one)",
-                addr.port()
+                "is the server running, and listening on port {port}? (start it first; \
+                 xps-check never starts one)"
             ),
             ..Failure::default()
         })
@@ -206,55 +224,83 @@ fn hint_for(message: &[u8], expected: &[u8], reply: &Reply, timeout: Duration) -
     }
 }
 
-/// One check: its name, a one-line description, and the code.
+/// One check: its name, a one-line description, the first stage it
+/// belongs to, and the code.
 struct Check {
     name: &'static str,
     about: &'static str,
+    from_stage: u8,
     run: fn(&Target, u8) -> Outcome,
 }
 
 /// The checks, in the order they run. The blocking-send experiment goes
-/// last: on a blocking server it leaves the server busy for a moment.
+/// last: on a blocking server it leaves the server busy for a moment. It
+/// belongs to stage 7 (an observation) and 8 (a check).
 const CHECKS: &[Check] = &[
-    Check { name: "ports-reverse", about: "every port accepts and reverses", run: ports_reverse },
-    Check { name: "no-newline", about: "a message without \\n is reversed whole", run: no_newline },
-    Check { name: "lone-newline", about: "a lone \\n comes back as \\n", run: lone_newline },
+    Check {
+        name: "ports-reverse",
+        about: "every port accepts and reverses",
+        from_stage: 6,
+        run: ports_reverse,
+    },
+    Check {
+        name: "no-newline",
+        about: "a message without \\n is reversed whole",
+        from_stage: 6,
+        run: no_newline,
+    },
+    Check {
+        name: "lone-newline",
+        about: "a lone \\n comes back as \\n",
+        from_stage: 6,
+        run: lone_newline,
+    },
     Check {
         name: "random-strings",
         about: "official check 1: 1000 random strings per port",
+        from_stage: 6,
         run: random_strings,
     },
     Check {
         name: "ten-clients",
         about: "official check 2: ten clients at once on one port",
+        from_stage: 6,
         run: ten_clients,
     },
     Check {
         name: "error-handling",
         about: "official check 3: a client leaves, the others are still served",
+        from_stage: 6,
         run: error_handling,
     },
-    Check { name: "interleave", about: "three clients on one port take turns", run: interleave },
+    Check {
+        name: "interleave",
+        about: "three clients on one port take turns",
+        from_stage: 6,
+        run: interleave,
+    },
     Check {
         name: "reset-client",
         about: "a client that resets does not disturb the others",
+        from_stage: 6,
         run: reset_client,
     },
     Check {
         name: "large-message",
         about: "a message near the 100000-byte buffer: same byte count back",
+        from_stage: 6,
         run: large_message,
     },
     Check {
         name: "blocking-send",
         about: "a client that never reads: does everyone else wait?",
+        from_stage: 7,
         run: blocking_send,
     },
 ];
 
 fn checks_for(stage: u8) -> impl Iterator<Item = &'static Check> {
-    // The experiment belongs to stage 7 (an observation) and 8 (a check).
-    CHECKS.iter().filter(move |check| stage >= 7 || check.name != "blocking-send")
+    CHECKS.iter().filter(move |check| stage >= check.from_stage)
 }
 
 fn ports_reverse(target: &Target, _stage: u8) -> Outcome {
@@ -508,17 +554,39 @@ fn report(check: &Check, outcome: &Outcome, took: Duration, options: &Options, c
     }
 }
 
-fn resolve(host: &str, ports: &[u16]) -> Result<Vec<SocketAddr>, String> {
+/// Puts IPv4 addresses first, keeping the resolver's order otherwise: the
+/// course's servers listen on 127.0.0.1, and "localhost" often resolves to
+/// ::1 first.
+fn ipv4_first(addrs: &mut Vec<SocketAddr>) {
+    addrs.sort_by_key(SocketAddr::is_ipv6);
+    addrs.dedup();
+}
+
+/// Every address of `host` for each port, IPv4 first.
+fn resolve(host: &str, ports: &[u16]) -> Result<Vec<Vec<SocketAddr>>, String> {
     ports
         .iter()
         .map(|&port| {
-            (host, port)
+            let mut addrs: Vec<SocketAddr> = (host, port)
                 .to_socket_addrs()
                 .map_err(|err| format!("cannot resolve '{host}': {err}"))?
-                .next()
-                .ok_or_else(|| format!("'{host}' has no address"))
+                .collect();
+            ipv4_first(&mut addrs);
+            if addrs.is_empty() { Err(format!("'{host}' has no address")) } else { Ok(addrs) }
         })
         .collect()
+}
+
+/// Prints the checks of `stage`, or all of them (with the stages they
+/// belong to) when no stage was given.
+fn list(stage: u8) {
+    for check in CHECKS {
+        if stage == 0 && check.from_stage > 6 {
+            println!("{:<15} {} (from stage {})", check.name, check.about, check.from_stage);
+        } else if stage == 0 || stage >= check.from_stage {
+            println!("{:<15} {}", check.name, check.about);
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -526,15 +594,13 @@ fn main() -> ExitCode {
         Ok(options) => options,
         Err(status) => return status,
     };
+    if options.list {
+        list(options.stage);
+        return ExitCode::SUCCESS;
+    }
     let selected: Vec<&Check> = checks_for(options.stage)
         .filter(|check| options.only.as_deref().is_none_or(|only| only == check.name))
         .collect();
-    if options.list {
-        for check in checks_for(options.stage) {
-            println!("{:<15} {}", check.name, check.about);
-        }
-        return ExitCode::SUCCESS;
-    }
     if selected.is_empty() {
         let names: Vec<_> = checks_for(options.stage).map(|c| c.name).collect();
         eprintln!(
@@ -576,4 +642,32 @@ fn main() -> ExitCode {
         println!("{passed} passed, {failed} failed");
     }
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+
+    #[test]
+    fn ipv4_addresses_come_first() {
+        let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, 8001));
+        let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, 8001));
+        let mut addrs = vec![v6, v4, v4];
+        ipv4_first(&mut addrs);
+        assert_eq!(addrs, [v4, v6]);
+    }
+
+    #[test]
+    fn connect_tries_each_address() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let open = listener.local_addr().unwrap();
+        // A port nothing listens on: bound, then let go.
+        let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+        let target = Target { addrs: vec![vec![closed, open]], timeout: Duration::from_secs(1) };
+        assert!(target.connect(0).is_ok());
+        let target = Target { addrs: vec![vec![closed]], ..target };
+        let failure = target.connect(0).unwrap_err();
+        assert!(failure.what.contains(&closed.to_string()), "{}", failure.what);
+    }
 }
