@@ -148,6 +148,12 @@ fn never_answer(_: &[u8], _: usize) -> Option<Vec<u8>> {
     Some(Vec::new())
 }
 
+fn add_a_byte(chunk: &[u8], _: usize) -> Option<Vec<u8>> {
+    let mut reply = shared::oracle::expected_reply(chunk);
+    reply.push(0);
+    Some(reply)
+}
+
 #[test]
 fn a_server_that_reverses_the_newline_too() {
     let server = wrong_server(4, reverse_everything);
@@ -219,6 +225,18 @@ fn bad_flags_exit_2() {
         let out = Command::new(XPS_CHECK).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
+}
+
+#[test]
+fn a_server_that_adds_a_byte_to_each_reply() {
+    let server = wrong_server(4, add_a_byte);
+    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "0.5"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    for check in ["no-newline", "ten-clients", "large-message"] {
+        assert_failed_with_hint(&output, check, "add a byte");
+    }
+    assert!(output.contains("got 1 extra bytes after the reply"), "{output}");
 }
 
 #[test]

@@ -15,11 +15,15 @@ use shared::cli::options_or_exit;
 use shared::client::{Client, Reply, ReplyEnd};
 use shared::oracle::{Rng, expected_reply};
 use std::fmt::Write as _;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read as _};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+
+/// How long to listen for bytes after a check's last expected reply: a
+/// server that sends more than the reply is caught here.
+const EXTRA_WAIT: Duration = Duration::from_millis(50);
 
 const USAGE: &str = "\
 Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME]
@@ -178,6 +182,50 @@ impl Target {
             got: Some(reply.bytes),
         })
     }
+
+    /// After the last reply a check expects: fails if any of `clients`
+    /// receives anything more within [`EXTRA_WAIT`].
+    fn nothing_more<'a>(&self, clients: impl IntoIterator<Item = &'a mut Client>) -> Outcome {
+        std::thread::sleep(EXTRA_WAIT);
+        for client in clients {
+            let extra = already_received(client);
+            if !extra.is_empty() {
+                return Err(Failure {
+                    what: format!(
+                        "got {} extra bytes after the reply on port {}",
+                        extra.len(),
+                        client.port()
+                    ),
+                    got: Some(extra),
+                    hint: "the server sends more than the reverse of each message: does it \
+                           send its whole buffer instead of the n bytes recv() returned, or add \
+                           a byte (a \\0, a \\n) to each reply?"
+                        .to_string(),
+                    ..Failure::default()
+                });
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What `client` has received and not read yet, read without waiting (a
+/// read timeout, however short, costs more than a non-blocking read).
+fn already_received(client: &Client) -> Vec<u8> {
+    let mut stream = client.stream();
+    let mut received = Vec::new();
+    if stream.set_nonblocking(true).is_err() {
+        return received;
+    }
+    let mut buffer = [0; 64 * 1024];
+    while let Ok(n) = stream.read(&mut buffer)
+        && n > 0
+        && received.len() < 1 << 20
+    {
+        received.extend_from_slice(&buffer[..n]);
+    }
+    let _ = stream.set_nonblocking(false);
+    received
 }
 
 /// The usual cause of a wrong reply, guessed from its shape.
@@ -304,37 +352,41 @@ fn checks_for(stage: u8) -> impl Iterator<Item = &'static Check> {
 }
 
 fn ports_reverse(target: &Target, _stage: u8) -> Outcome {
+    let mut clients = Vec::new();
     for index in 0..target.addrs.len() {
         let mut client = target.connect(index)?;
         target.exchange(&mut client, b"hello\n")?;
         let message = format!("port {}\n", client.port());
         target.exchange(&mut client, message.as_bytes())?;
+        clients.push(client);
     }
-    Ok(None)
+    target.nothing_more(&mut clients)
 }
 
 fn no_newline(target: &Target, _stage: u8) -> Outcome {
     let mut client = target.connect(0)?;
     target.exchange(&mut client, b"abc")?;
-    Ok(None)
+    target.nothing_more([&mut client])
 }
 
 fn lone_newline(target: &Target, _stage: u8) -> Outcome {
     let mut client = target.connect(0)?;
     target.exchange(&mut client, b"\n")?;
     target.exchange(&mut client, b"after\n")?;
-    Ok(None)
+    target.nothing_more([&mut client])
 }
 
 fn random_strings(target: &Target, _stage: u8) -> Outcome {
     let mut rng = Rng::new(0x0dd_ba11);
+    let mut clients = Vec::new();
     for index in 0..target.addrs.len() {
         let mut client = target.connect(index)?;
         for _ in 0..1000 {
             target.exchange(&mut client, &rng.tester_message(99))?;
         }
+        clients.push(client);
     }
-    Ok(None)
+    target.nothing_more(&mut clients)
 }
 
 fn ten_clients(target: &Target, _stage: u8) -> Outcome {
@@ -343,7 +395,7 @@ fn ten_clients(target: &Target, _stage: u8) -> Outcome {
         clients.push(target.connect(0)?);
     }
     let start = Arc::new(Barrier::new(clients.len()));
-    std::thread::scope(|scope| {
+    let mut clients = std::thread::scope(|scope| {
         let runs: Vec<_> = clients
             .into_iter()
             .enumerate()
@@ -351,17 +403,23 @@ fn ten_clients(target: &Target, _stage: u8) -> Outcome {
                 let start = Arc::clone(&start);
                 scope.spawn(move || {
                     start.wait();
-                    target.exchange(&mut client, format!("string-{i}\n").as_bytes())
+                    target.exchange(&mut client, format!("string-{i}\n").as_bytes())?;
+                    Ok(client)
                 })
             })
             .collect();
-        for run in runs {
-            run.join().unwrap_or_else(|_| {
-                Err(Failure { what: "a client thread panicked".to_string(), ..Failure::default() })
-            })?;
-        }
-        Ok(None)
-    })
+        runs.into_iter()
+            .map(|run| {
+                run.join().unwrap_or_else(|_| {
+                    Err(Failure {
+                        what: "a client thread panicked".to_string(),
+                        ..Failure::default()
+                    })
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    target.nothing_more(&mut clients)
 }
 
 fn error_handling(target: &Target, _stage: u8) -> Outcome {
@@ -377,7 +435,7 @@ fn error_handling(target: &Target, _stage: u8) -> Outcome {
     })?;
     let mut newcomer = target.connect(0)?;
     target.exchange(&mut newcomer, b"brand new\n")?;
-    Ok(None)
+    target.nothing_more([&mut second, &mut newcomer])
 }
 
 fn interleave(target: &Target, _stage: u8) -> Outcome {
@@ -390,7 +448,7 @@ fn interleave(target: &Target, _stage: u8) -> Outcome {
             target.exchange(client, format!("client {i} round {round}\n").as_bytes())?;
         }
     }
-    Ok(None)
+    target.nothing_more(&mut clients)
 }
 
 fn reset_client(target: &Target, _stage: u8) -> Outcome {
@@ -409,7 +467,7 @@ fn reset_client(target: &Target, _stage: u8) -> Outcome {
     })?;
     let mut newcomer = target.connect(0)?;
     target.exchange(&mut newcomer, b"new\n")?;
-    Ok(None)
+    target.nothing_more([&mut bystander, &mut newcomer])
 }
 
 fn large_message(target: &Target, _stage: u8) -> Outcome {
@@ -426,7 +484,7 @@ fn large_message(target: &Target, _stage: u8) -> Outcome {
     }
     let reply = client.read_reply(message.len(), target.timeout * 2);
     if reply.end == ReplyEnd::Complete && reply.bytes == message {
-        return Ok(None);
+        return target.nothing_more([&mut client]);
     }
     if reply.end == ReplyEnd::Complete {
         let at = reply.bytes.iter().zip(&message).position(|(a, b)| a != b).unwrap_or_default();
