@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const XPS_CHECK: &str = env!("CARGO_BIN_EXE_xps-check");
 
@@ -148,6 +148,13 @@ fn never_answer(_: &[u8], _: usize) -> Option<Vec<u8>> {
     Some(Vec::new())
 }
 
+/// Right, but 40 ms late: as a reply sent with two send() calls is, when
+/// Nagle's algorithm holds the second back for the client's delayed ACK.
+fn answer_40_ms_late(chunk: &[u8], _: usize) -> Option<Vec<u8>> {
+    std::thread::sleep(Duration::from_millis(40));
+    Some(shared::oracle::expected_reply(chunk))
+}
+
 fn add_a_byte(chunk: &[u8], _: usize) -> Option<Vec<u8>> {
     let mut reply = shared::oracle::expected_reply(chunk);
     reply.push(0);
@@ -228,6 +235,19 @@ fn bad_flags_exit_2() {
 }
 
 #[test]
+fn a_slow_server_runs_out_of_time() {
+    let server = wrong_server(4, answer_40_ms_late);
+    let started = Instant::now();
+    let out =
+        xps_check(&server.ports, &["--stage", "6", "--only", "random-strings", "--deadline", "1"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "random-strings", "TCP_NODELAY");
+    assert!(output.contains(" of 4000 replies in 1 s (about "), "{output}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[test]
 fn a_server_that_adds_a_byte_to_each_reply() {
     let server = wrong_server(4, add_a_byte);
     let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "0.5"]);
@@ -249,7 +269,7 @@ fn flags_say_what_they_take() {
     let out = Command::new(XPS_CHECK).arg("--help").output().unwrap();
     let help = text(&out);
     let usage: Vec<&str> = help.lines().take_while(|line| !line.is_empty()).collect();
-    for flag in ["--stage", "--host", "--ports", "--only", "--timeout", "--json"] {
+    for flag in ["--stage", "--host", "--ports", "--only", "--timeout", "--deadline", "--json"] {
         assert!(usage.iter().any(|l| l.contains(flag)), "{flag} missing from {usage:#?}");
     }
     assert!(usage.iter().any(|l| l.contains("xps-check --list")), "{usage:#?}");

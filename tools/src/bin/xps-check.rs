@@ -9,7 +9,9 @@
 //!
 //! It never starts a server, so it works on any implementation, in C or in
 //! Rust. It only talks to the host it is given, and every wait has a limit:
-//! a server that never answers fails in seconds, it does not hang the check.
+//! one reply may take `--timeout`, one check [`CHECK_DEADLINE`] in all, so a
+//! server that never answers, or answers slowly, fails in seconds; it does
+//! not hang the check.
 
 use shared::cli::options_or_exit;
 use shared::client::{Client, Reply, ReplyEnd};
@@ -21,13 +23,17 @@ use std::process::ExitCode;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+/// How long one check may take in all (`--deadline` changes it). A right
+/// server on the same machine needs well under a second for the slowest.
+const CHECK_DEADLINE: Duration = Duration::from_secs(20);
+
 /// How long to listen for bytes after a check's last expected reply: a
 /// server that sends more than the reply is caught here.
 const EXTRA_WAIT: Duration = Duration::from_millis(50);
 
 const USAGE: &str = "\
 Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME]
-                 [--timeout SECS] [--json]
+                 [--timeout SECS] [--deadline SECS] [--json]
        xps-check --list [--stage N]
 
 Checks the reverse server listening on HOST at PORTS against the milestones
@@ -41,6 +47,8 @@ Options:
   --only NAME      run only this check (see --list)
   --list           list the checks (of stage N, or all) and exit
   --timeout SECS   how long to wait for one reply (default 2, at most 60)
+  --deadline SECS  how long one check may take in all (default 20, at most
+                   600); a check that runs out of time fails
   --json           one JSON object per check, then a summary object
   -h, --help       print this help
 
@@ -55,10 +63,12 @@ struct Options {
     only: Option<String>,
     list: bool,
     timeout: Duration,
+    deadline: Duration,
     json: bool,
 }
 
-/// Parses a number of seconds, more than 0 and at most `max`.
+/// Parses `--timeout`'s or `--deadline`'s value: seconds, more than 0 and
+/// at most `max`.
 fn seconds(flag: &str, value: &str, max: f64) -> Result<Duration, String> {
     value
         .parse()
@@ -78,6 +88,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         only: None,
         list: false,
         timeout: Duration::from_secs(2),
+        deadline: CHECK_DEADLINE,
         json: false,
     };
     while let Some(arg) = args.next() {
@@ -103,6 +114,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             }
             "--only" => options.only = Some(value()?),
             "--timeout" => options.timeout = seconds("--timeout", &value()?, 60.0)?,
+            "--deadline" => options.deadline = seconds("--deadline", &value()?, 600.0)?,
             other => return Err(format!("unknown option '{other}'")),
         }
     }
@@ -126,15 +138,48 @@ struct Failure {
 /// A check passes (perhaps with a remark) or fails.
 type Outcome = Result<Option<String>, Failure>;
 
-/// Where and how to talk to the server under check.
+/// What a check that ran out of time suggests, when it cannot say more.
+const SLOW_HINT: &str = "every reply must come within --timeout, and each check finish within \
+                         --deadline: is the server slow on every message? About 40 ms a reply \
+                         is Nagle's algorithm holding back the second send() of a reply until \
+                         the client's delayed ACK: send each reply with one send() (or set \
+                         TCP_NODELAY)";
+
+/// A duration as a person writes it: "20 s", "0.5 s", "21.37 s".
+fn secs(duration: Duration) -> String {
+    format!("{} s", (duration.as_secs_f64() * 100.0).round() / 100.0)
+}
+
+/// Where and how to talk to the server under check, and until when: each
+/// check gets its own, with its own deadline.
+#[derive(Debug)]
 struct Target {
     /// For each port, the addresses to try in turn (IPv4 first).
     addrs: Vec<Vec<SocketAddr>>,
     /// How long one reply may take.
     timeout: Duration,
+    /// How long the whole check may take...
+    limit: Duration,
+    /// ...so when it must end.
+    deadline: Instant,
 }
 
 impl Target {
+    /// How many ports there are.
+    fn ports(&self) -> usize {
+        self.addrs.len()
+    }
+
+    /// The time left before the check's deadline.
+    fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// `wait`, or less if the check's deadline comes first.
+    fn wait(&self, wait: Duration) -> Duration {
+        wait.min(self.left())
+    }
+
     /// Connects to the `index`-th port (modulo their number), trying each
     /// of its addresses until one answers.
     fn connect(&self, index: usize) -> Result<Client, Failure> {
@@ -157,9 +202,24 @@ impl Target {
         })
     }
 
+    /// The failure of a check whose time ran out while `port` owed a reply.
+    fn out_of_time(&self, port: u16) -> Failure {
+        Failure {
+            what: format!(
+                "out of time: a check may take {} in all, and port {port} had not replied yet",
+                secs(self.limit)
+            ),
+            hint: SLOW_HINT.to_string(),
+            ..Failure::default()
+        }
+    }
+
     /// Sends `message` and checks that the reply is its reverse.
     fn exchange(&self, client: &mut Client, message: &[u8]) -> Result<(), Failure> {
         let expected = expected_reply(message);
+        if self.left().is_zero() {
+            return Err(self.out_of_time(client.port()));
+        }
         if let Err(err) = client.try_send(message) {
             return Err(Failure {
                 what: format!("send to port {} failed: {err}", client.port()),
@@ -170,13 +230,24 @@ impl Target {
                 ..Failure::default()
             });
         }
-        let reply = client.read_reply(expected.len(), self.timeout);
+        let wait = self.wait(self.timeout);
+        let reply = client.read_reply(expected.len(), wait);
         if reply.end == ReplyEnd::Complete && reply.bytes == expected {
             return Ok(());
         }
+        let cut_short = reply.end == ReplyEnd::TimedOut && wait < self.timeout;
+        let (what, hint) = if cut_short {
+            let failure = self.out_of_time(client.port());
+            (failure.what, failure.hint)
+        } else {
+            (
+                format!("wrong reply on port {}", client.port()),
+                hint_for(message, &expected, &reply, self.timeout),
+            )
+        };
         Err(Failure {
-            what: format!("wrong reply on port {}", client.port()),
-            hint: hint_for(message, &expected, &reply, self.timeout),
+            what,
+            hint,
             sent: Some(message.to_vec()),
             expected: Some(expected),
             got: Some(reply.bytes),
@@ -353,7 +424,7 @@ fn checks_for(stage: u8) -> impl Iterator<Item = &'static Check> {
 
 fn ports_reverse(target: &Target, _stage: u8) -> Outcome {
     let mut clients = Vec::new();
-    for index in 0..target.addrs.len() {
+    for index in 0..target.ports() {
         let mut client = target.connect(index)?;
         target.exchange(&mut client, b"hello\n")?;
         let message = format!("port {}\n", client.port());
@@ -377,16 +448,50 @@ fn lone_newline(target: &Target, _stage: u8) -> Outcome {
 }
 
 fn random_strings(target: &Target, _stage: u8) -> Outcome {
+    const PER_PORT: usize = 1000;
+    let total = PER_PORT * target.ports();
+    let started = Instant::now();
     let mut rng = Rng::new(0x0dd_ba11);
     let mut clients = Vec::new();
-    for index in 0..target.addrs.len() {
+    let mut done = 0;
+    for index in 0..target.ports() {
         let mut client = target.connect(index)?;
-        for _ in 0..1000 {
-            target.exchange(&mut client, &rng.tester_message(99))?;
+        for _ in 0..PER_PORT {
+            match target.exchange(&mut client, &rng.tester_message(99)) {
+                Ok(()) => done += 1,
+                // The check's deadline cut the wait short: too slow, not silent.
+                Err(_) if done > 0 && target.left().is_zero() => {
+                    return Err(too_slow(done, total, started.elapsed(), target.limit));
+                }
+                Err(failure) => return Err(failure),
+            }
         }
         clients.push(client);
     }
     target.nothing_more(&mut clients)
+}
+
+/// The failure of a check that got only `done` of its `total` replies
+/// before its time ran out, with a guess at why the replies are slow.
+fn too_slow(done: usize, total: usize, took: Duration, limit: Duration) -> Failure {
+    let per_reply = took.as_secs_f64() * 1000.0 / done as f64;
+    // Delayed ACKs wait 40 ms on Linux, up to 200 ms elsewhere.
+    let hint = if (25.0..=250.0).contains(&per_reply) {
+        "that is the delay of Nagle's algorithm meeting a delayed ACK: the server sends each \
+         reply in more than one send(), and the kernel holds the second back until the client \
+         acknowledges the first. Send each reply with one send() (or set TCP_NODELAY)"
+    } else {
+        "a right server answers each of these short messages in well under a millisecond: \
+         does it sleep, or print every message to a slow terminal?"
+    };
+    Failure {
+        what: format!(
+            "only {done} of {total} replies in {} (about {per_reply:.1} ms per reply)",
+            secs(limit)
+        ),
+        hint: hint.to_string(),
+        ..Failure::default()
+    }
 }
 
 fn ten_clients(target: &Target, _stage: u8) -> Outcome {
@@ -482,7 +587,8 @@ fn large_message(target: &Target, _stage: u8) -> Outcome {
     if let Err(err) = client.try_send(&message) {
         return Err(Failure { what: format!("send failed: {err}"), ..Failure::default() });
     }
-    let reply = client.read_reply(message.len(), target.timeout * 2);
+    let wait = target.wait(target.timeout * 2);
+    let reply = client.read_reply(message.len(), wait);
     if reply.end == ReplyEnd::Complete && reply.bytes == message {
         return target.nothing_more([&mut client]);
     }
@@ -507,6 +613,9 @@ fn large_message(target: &Target, _stage: u8) -> Outcome {
             ..Failure::default()
         });
     }
+    if reply.end == ReplyEnd::TimedOut && wait < target.timeout * 2 {
+        return Err(target.out_of_time(client.port()));
+    }
     Err(Failure {
         what: format!(
             "{} of {} bytes came back ({:?})",
@@ -526,10 +635,15 @@ fn blocking_send(target: &Target, stage: u8) -> Outcome {
     // for a few seconds (a non-blocking server may keep reading), then see
     // whether another client is served while the flooder still hangs on.
     let mut flooder = target.connect(0)?;
-    let _ = flooder.flood_until_stalled(Duration::from_secs(1), 256 << 20, Duration::from_secs(5));
-    let mut other = target.connect(target.addrs.len() - 1)?;
+    let _ = flooder.flood_until_stalled(
+        Duration::from_secs(1),
+        256 << 20,
+        target.wait(Duration::from_secs(5)),
+    );
+    let mut other = target.connect(target.ports() - 1)?;
     let _ = other.try_send(b"ping\n");
-    let blocked_everyone = other.read_reply(5, target.timeout).end != ReplyEnd::Complete;
+    let blocked_everyone =
+        other.read_reply(5, target.wait(target.timeout)).end != ReplyEnd::Complete;
     drop(flooder);
     match (stage, blocked_everyone) {
         (7, true) => Ok(Some(
@@ -703,7 +817,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let target = Target { addrs, timeout: options.timeout };
     let colour = !options.json
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -714,8 +827,28 @@ fn main() -> ExitCode {
     let (mut passed, mut failed) = (0, 0);
     for check in selected {
         let started = Instant::now();
-        let outcome = (check.run)(&target, options.stage);
-        report(check, &outcome, started.elapsed(), &options, colour);
+        let target = Target {
+            addrs: addrs.clone(),
+            timeout: options.timeout,
+            limit: options.deadline,
+            deadline: started + options.deadline,
+        };
+        let mut outcome = (check.run)(&target, options.stage);
+        let took = started.elapsed();
+        // Every wait of a check stops at its deadline, but a connect() or a
+        // send() has its own limit: a check that passed late still fails.
+        if outcome.is_ok() && took > options.deadline + Duration::from_secs(1) {
+            outcome = Err(Failure {
+                what: format!(
+                    "took {}, more than the {} a check may take",
+                    secs(took),
+                    secs(options.deadline)
+                ),
+                hint: SLOW_HINT.to_string(),
+                ..Failure::default()
+            });
+        }
+        report(check, &outcome, took, &options, colour);
         if outcome.is_ok() { passed += 1 } else { failed += 1 }
     }
     if options.json {
@@ -746,7 +879,12 @@ mod tests {
         let open = listener.local_addr().unwrap();
         // A port nothing listens on: bound, then let go.
         let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
-        let target = Target { addrs: vec![vec![closed, open]], timeout: Duration::from_secs(1) };
+        let target = Target {
+            addrs: vec![vec![closed, open]],
+            timeout: Duration::from_secs(1),
+            limit: CHECK_DEADLINE,
+            deadline: Instant::now() + CHECK_DEADLINE,
+        };
         assert!(target.connect(0).is_ok());
         let target = Target { addrs: vec![vec![closed]], ..target };
         let failure = target.connect(0).unwrap_err();
