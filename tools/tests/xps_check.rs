@@ -56,6 +56,7 @@ fn stage_7_passes_every_check() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("10 passed, 0 failed"), "{}", text(&out));
     assert!(text(&out).contains("stalls while a client does not read: expected"), "{}", text(&out));
+    assert!(text(&out).contains("the waiting client was served once"), "{}", text(&out));
 }
 
 #[test]
@@ -161,6 +162,10 @@ fn add_a_byte(chunk: &[u8], _: usize) -> Option<Vec<u8>> {
     Some(reply)
 }
 
+fn close_on_first_read(_: &[u8], _: usize) -> Option<Vec<u8>> {
+    None
+}
+
 #[test]
 fn a_server_that_reverses_the_newline_too() {
     let server = wrong_server(4, reverse_everything);
@@ -245,6 +250,39 @@ fn a_slow_server_runs_out_of_time() {
     assert_failed_with_hint(&output, "random-strings", "TCP_NODELAY");
     assert!(output.contains(" of 4000 replies in 1 s (about "), "{output}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn stage_7_does_not_pass_a_server_that_never_accepts() {
+    // The kernel completes the connections, nobody reads them.
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = xps_check(&[port], &["--stage", "7", "--only", "blocking-send", "--timeout", "0.5"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "blocking-send", "the waiting client was never served");
+    drop(listener);
+}
+
+#[test]
+fn stage_7_does_not_pass_a_server_that_drops_the_flooder() {
+    let server = wrong_server(4, close_on_first_read);
+    let out =
+        xps_check(&server.ports, &["--stage", "7", "--only", "blocking-send", "--timeout", "0.5"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert!(output.contains("the experiment could not run"), "{output}");
+    assert_failed_with_hint(&output, "blocking-send", "is still a client");
+}
+
+#[test]
+fn stage_8_fails_a_server_that_stalls() {
+    let server = Server::start(&workspace_binary("stage07", "stage07"), 4);
+    let out =
+        xps_check(&server.ports, &["--stage", "8", "--only", "blocking-send", "--timeout", "0.5"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "blocking-send", "non-blocking");
 }
 
 #[test]
