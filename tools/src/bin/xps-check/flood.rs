@@ -1,0 +1,151 @@
+//! The blocking-send check: one client floods the server and never reads,
+//! while another waits to be served.
+
+use crate::target::{Failure, Outcome, Target, hint_for, secs};
+use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
+use shared::oracle::expected_reply;
+use std::io::{ErrorKind, Write as _};
+use std::time::{Duration, Instant};
+
+/// How much longer than `--timeout` the waiting client of `blocking-send`
+/// may wait for its reply once the flooding client has left: time for the
+/// server to see the reset and close that connection.
+const AFTER_FLOOD_GRACE: Duration = Duration::from_secs(1);
+
+/// How a flood ended.
+#[derive(Debug)]
+enum FloodEnd {
+    /// A write made no progress for the stall time: the server stopped
+    /// reading.
+    Stalled,
+    /// The byte or time limit came first: the server kept reading.
+    Limit,
+    /// The server closed or reset the connection (the error).
+    Gone(String),
+}
+
+/// Sends without ever reading, as the experiment's `sender` does, until a
+/// write makes no progress for `stall`, `max_bytes` went out, `max_time`
+/// passed, or the server went away. Returns the bytes sent, and why it
+/// stopped.
+fn flood(
+    client: &Client,
+    stall: Duration,
+    max_bytes: usize,
+    max_time: Duration,
+) -> (usize, FloodEnd) {
+    let chunk = [b'x'; 64 * 1024];
+    let started = Instant::now();
+    let mut stream = client.stream();
+    let _ = stream.set_write_timeout(Some(stall));
+    let mut sent = 0;
+    let end = loop {
+        if sent >= max_bytes || started.elapsed() >= max_time {
+            break FloodEnd::Limit;
+        }
+        match stream.write(&chunk) {
+            Ok(0) => break FloodEnd::Gone("a write sent nothing".to_string()),
+            Ok(n) => sent += n,
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break FloodEnd::Stalled;
+            }
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => break FloodEnd::Gone(err.to_string()),
+        }
+    };
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    (sent, end)
+}
+
+pub(crate) fn blocking_send(target: &Target, stage: u8) -> Outcome {
+    // Flood until our sends stall (a blocking server is stuck in send()) or
+    // for a few seconds (a non-blocking server may keep reading), then see
+    // whether another client is served while the flooder still hangs on,
+    // and, if not, once it has left.
+    let flooder = target.connect(0)?;
+    let (sent, end) =
+        flood(&flooder, Duration::from_secs(1), 256 << 20, target.wait(Duration::from_secs(5)));
+    if let FloodEnd::Gone(err) = &end {
+        // The server dropped the flooder, at once or once the buffers were
+        // full, so the experiment could not run. That is a FAIL, not an
+        // inconclusive NOTE: a NOTE counts as passed and would tell the
+        // learner all is well, when at every stage a client that sends a
+        // lot before it reads is still a client to keep (stage 7 blocks in
+        // send() on it, stage 8 buffers what send() cannot take yet), and
+        // closing it is a bug: closing at once, or on EAGAIN at stage 8.
+        return Err(Failure {
+            what: format!(
+                "the server closed the connection of a client that sends without reading, \
+                 after {sent} bytes ({err}): the experiment could not run"
+            ),
+            hint: "a client that sends a lot before it reads is still a client: read its \
+                   messages and reply (at stage 7 send() then blocks on it; from stage 8 \
+                   EAGAIN is not an error, keep the rest of the reply until EPOLLOUT), and \
+                   close a connection only when recv() returns 0 or fails"
+                .to_string(),
+            ..Failure::default()
+        });
+    }
+    let mut waiting = target.connect(target.ports() - 1)?;
+    let ping = b"ping\n";
+    let expected = expected_reply(ping);
+    let _ = waiting.try_send(ping);
+    let mut reply = waiting.read_reply(expected.len(), target.wait(target.timeout));
+    let served_at_once = reply.end == ReplyEnd::Complete;
+    // Leave abruptly, as a killed client does: a server blocked in send()
+    // to it gets an error instead of waiting on.
+    flooder.reset();
+    let after = target.timeout + AFTER_FLOOD_GRACE;
+    if reply.end == ReplyEnd::TimedOut {
+        let rest = waiting.read_reply(expected.len() - reply.bytes.len(), target.wait(after));
+        reply.bytes.extend(rest.bytes);
+        reply.end = rest.end;
+    }
+    if reply.end == ReplyEnd::Complete && reply.bytes != expected {
+        return Err(Failure {
+            what: format!("wrong reply on port {}", waiting.port()),
+            hint: hint_for(ping, &expected, &reply, target.timeout),
+            sent: Some(ping.to_vec()),
+            expected: Some(expected),
+            got: Some(reply.bytes),
+        });
+    }
+    if reply.end != ReplyEnd::Complete {
+        let how = match &reply.end {
+            ReplyEnd::Closed => "the server closed its connection".to_string(),
+            ReplyEnd::Failed(err) => format!("its connection failed: {err}"),
+            _ => format!("no reply within {} after the flooding client left", secs(after)),
+        };
+        return Err(Failure {
+            what: format!("a client waiting on port {} was never served: {how}", waiting.port()),
+            hint: "after the flooding client left, the waiting client was never served: does \
+                   the server accept and read every client? And when send() fails because \
+                   the client has gone (EPIPE, ECONNRESET), does it close that connection and \
+                   go back to the loop?"
+                .to_string(),
+            sent: Some(ping.to_vec()),
+            expected: Some(expected),
+            got: Some(reply.bytes),
+        });
+    }
+    target.nothing_more([&mut waiting])?;
+    match (stage, served_at_once) {
+        (7, false) => Ok(Some(
+            "stalls while a client does not read: expected at this stage (stage 8 fixes it); \
+             the waiting client was served once that client left"
+                .to_string(),
+        )),
+        (7, true) => Ok(Some(
+            "did not stall: your server already serves others while a client does not read"
+                .to_string(),
+        )),
+        (_, false) => Err(Failure {
+            what: "a client that never reads stopped the server from serving another".to_string(),
+            hint: "make connection sockets non-blocking, and when send() cannot write \
+                   everything keep the rest and wait for EPOLLOUT"
+                .to_string(),
+            ..Failure::default()
+        }),
+        (_, true) => Ok(None),
+    }
+}

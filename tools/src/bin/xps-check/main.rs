@@ -1,0 +1,249 @@
+//! `xps-check`: checks whatever server is listening, yours or ours, against
+//! the milestones of a stage, and says plainly what passes and what fails.
+//!
+//! ```text
+//! xps-check --stage 7                       all the stage-7 checks on 8001-8004
+//! xps-check --stage 6 --ports 9001,9002     another set of ports
+//! xps-check --stage 7 --only large-message  one check
+//! ```
+//!
+//! It never starts a server, so it works on any implementation, in C or in
+//! Rust. It only talks to the host it is given, and every wait has a limit:
+//! one reply may take `--timeout`, one check [`CHECK_DEADLINE`] in all, so a
+//! server that never answers, or answers slowly, fails in seconds; it does
+//! not hang the check.
+
+mod checks;
+mod flood;
+mod report;
+mod target;
+
+use checks::{CHECKS, Check, checks_for};
+use report::report;
+use shared::cli::options_or_exit;
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use target::{Failure, SLOW_HINT, Target, secs};
+
+/// How long one check may take in all (`--deadline` changes it). A right
+/// server on the same machine needs well under a second for the slowest.
+const CHECK_DEADLINE: Duration = Duration::from_secs(20);
+
+const USAGE: &str = "\
+Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME]
+                 [--timeout SECS] [--deadline SECS] [--json]
+       xps-check --list [--stage N]
+
+Checks the reverse server listening on HOST at PORTS against the milestones
+of stage N (6, 7 or 8) and prints one line per check.
+
+Options:
+  --stage N        6, 7 or 8 (required, except with --list)
+  --host HOST      where the server is (default 127.0.0.1; a name is tried
+                   at each of its addresses, IPv4 first)
+  --ports P1,...   its ports (default 8001,8002,8003,8004)
+  --only NAME      run only this check (see --list)
+  --list           list the checks (of stage N, or all) and exit
+  --timeout SECS   how long to wait for one reply (default 2, at most 60)
+  --deadline SECS  how long one check may take in all (default 20, at most
+                   600); a check that runs out of time fails
+  --json           one JSON object per check, then a summary object
+  -h, --help       print this help
+
+Exit status: 0 if every check passed, 1 if one failed, 2 for bad flags.";
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+struct Options {
+    stage: u8,
+    host: String,
+    ports: Vec<u16>,
+    only: Option<String>,
+    list: bool,
+    timeout: Duration,
+    deadline: Duration,
+    json: bool,
+}
+
+/// Parses `--timeout`'s or `--deadline`'s value: seconds, more than 0 and
+/// at most `max`.
+fn seconds(flag: &str, value: &str, max: f64) -> Result<Duration, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= max)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            format!("{flag} takes seconds, more than 0 and at most {max}, not '{value}'")
+        })
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        stage: 0,
+        host: "127.0.0.1".to_string(),
+        ports: vec![8001, 8002, 8003, 8004],
+        only: None,
+        list: false,
+        timeout: Duration::from_secs(2),
+        deadline: CHECK_DEADLINE,
+        json: false,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--json" => options.json = true,
+            "--list" => options.list = true,
+            "--stage" => {
+                let stage = value()?;
+                options.stage = match stage.as_str() {
+                    "6" | "7" | "8" => stage.parse().unwrap_or_default(),
+                    _ => return Err(format!("--stage must be 6, 7 or 8, not '{stage}'")),
+                };
+            }
+            "--host" => options.host = value()?,
+            "--ports" => {
+                let list = value()?;
+                options.ports = list
+                    .split(',')
+                    .map(|p| p.trim().parse().map_err(|_| format!("'{p}' is not a port")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--only" => options.only = Some(value()?),
+            "--timeout" => options.timeout = seconds("--timeout", &value()?, 60.0)?,
+            "--deadline" => options.deadline = seconds("--deadline", &value()?, 600.0)?,
+            other => return Err(format!("unknown option '{other}'")),
+        }
+    }
+    if options.stage == 0 && !options.list {
+        return Err("--stage is required (6, 7 or 8): the checks depend on it".to_string());
+    }
+    Ok(Some(options))
+}
+
+/// Puts IPv4 addresses first, keeping the resolver's order otherwise: the
+/// course's servers listen on 127.0.0.1, and "localhost" often resolves to
+/// ::1 first.
+fn ipv4_first(addrs: &mut Vec<SocketAddr>) {
+    addrs.sort_by_key(SocketAddr::is_ipv6);
+    addrs.dedup();
+}
+
+/// Every address of `host` for each port, IPv4 first.
+fn resolve(host: &str, ports: &[u16]) -> Result<Vec<Vec<SocketAddr>>, String> {
+    ports
+        .iter()
+        .map(|&port| {
+            let mut addrs: Vec<SocketAddr> = (host, port)
+                .to_socket_addrs()
+                .map_err(|err| format!("cannot resolve '{host}': {err}"))?
+                .collect();
+            ipv4_first(&mut addrs);
+            if addrs.is_empty() { Err(format!("'{host}' has no address")) } else { Ok(addrs) }
+        })
+        .collect()
+}
+
+/// Prints the checks of `stage`, or all of them (with the stages they
+/// belong to) when no stage was given.
+fn list(stage: u8) {
+    for check in CHECKS {
+        if stage == 0 && check.from_stage > 6 {
+            println!("{:<15} {} (from stage {})", check.name, check.about, check.from_stage);
+        } else if stage == 0 || stage >= check.from_stage {
+            println!("{:<15} {}", check.name, check.about);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match options_or_exit("xps-check", USAGE, parse_args(std::env::args().skip(1))) {
+        Ok(options) => options,
+        Err(status) => return status,
+    };
+    if options.list {
+        list(options.stage);
+        return ExitCode::SUCCESS;
+    }
+    let selected: Vec<&Check> = checks_for(options.stage)
+        .filter(|check| options.only.as_deref().is_none_or(|only| only == check.name))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<_> = checks_for(options.stage).map(|c| c.name).collect();
+        eprintln!(
+            "xps-check: no check named '{}'; there are: {}",
+            options.only.as_deref().unwrap_or(""),
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let addrs = match resolve(&options.host, &options.ports) {
+        Ok(addrs) if !addrs.is_empty() => addrs,
+        Ok(_) => {
+            eprintln!("xps-check: no ports to check");
+            return ExitCode::from(2);
+        }
+        Err(message) => {
+            eprintln!("xps-check: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let colour = !options.json
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if !options.json {
+        let ports: Vec<String> = options.ports.iter().map(u16::to_string).collect();
+        println!("checking stage {} on {} port {}", options.stage, options.host, ports.join(", "));
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for check in selected {
+        let started = Instant::now();
+        let target = Target {
+            addrs: addrs.clone(),
+            timeout: options.timeout,
+            limit: options.deadline,
+            deadline: started + options.deadline,
+        };
+        let mut outcome = (check.run)(&target, options.stage);
+        let took = started.elapsed();
+        // Every wait of a check stops at its deadline, but a connect() or a
+        // send() has its own limit: a check that passed late still fails.
+        if outcome.is_ok() && took > options.deadline + Duration::from_secs(1) {
+            outcome = Err(Failure {
+                what: format!(
+                    "took {}, more than the {} a check may take",
+                    secs(took),
+                    secs(options.deadline)
+                ),
+                hint: SLOW_HINT.to_string(),
+                ..Failure::default()
+            });
+        }
+        report(check, &outcome, took, &options, colour);
+        if outcome.is_ok() { passed += 1 } else { failed += 1 }
+    }
+    if options.json {
+        println!("{{\"passed\":{passed},\"failed\":{failed}}}");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn ipv4_addresses_come_first() {
+        let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, 8001));
+        let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, 8001));
+        let mut addrs = vec![v6, v4, v4];
+        ipv4_first(&mut addrs);
+        assert_eq!(addrs, [v4, v6]);
+    }
+}

@@ -1,0 +1,99 @@
+//! Printing the results: one line per check (or one JSON object), with
+//! the bytes of a failure shown exactly.
+
+use crate::Options;
+use crate::checks::Check;
+use crate::target::Outcome;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Shows bytes as a Rust-style string literal: readable, one line, exact.
+pub(crate) fn show(bytes: &[u8]) -> String {
+    const SHOWN: usize = 80;
+    let shown: String = bytes[..bytes.len().min(SHOWN)].escape_ascii().to_string();
+    if bytes.len() > SHOWN {
+        format!("\"{shown}\"... ({} bytes)", bytes.len())
+    } else {
+        format!("\"{shown}\"")
+    }
+}
+
+/// Escapes text for a JSON string.
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Prints one check's result, as text or JSON.
+pub(crate) fn report(
+    check: &Check,
+    outcome: &Outcome,
+    took: Duration,
+    options: &Options,
+    colour: bool,
+) {
+    let paint = |text: &str, code: &str| {
+        if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    };
+    if options.json {
+        let mut line = format!(
+            "{{\"check\":{},\"passed\":{},\"seconds\":{:.3}",
+            json_string(check.name),
+            outcome.is_ok(),
+            took.as_secs_f64()
+        );
+        match outcome {
+            Ok(Some(note)) => line += &format!(",\"note\":{}", json_string(note)),
+            Ok(None) => {}
+            Err(failure) => {
+                line += &format!(",\"what\":{}", json_string(&failure.what));
+                for (key, bytes) in [
+                    ("sent", &failure.sent),
+                    ("expected", &failure.expected),
+                    ("got", &failure.got),
+                ] {
+                    if let Some(bytes) = bytes {
+                        line += &format!(",\"{key}\":{}", json_string(&show(bytes)));
+                    }
+                }
+                line += &format!(",\"hint\":{}", json_string(&failure.hint));
+            }
+        }
+        println!("{line}}}");
+        return;
+    }
+    let mark = match outcome {
+        Ok(None) => paint("PASS", "32"),
+        Ok(Some(_)) => paint("NOTE", "33"),
+        Err(_) => paint("FAIL", "31;1"),
+    };
+    println!("{mark} {:<15} {:>6.2} s  {}", check.name, took.as_secs_f64(), check.about);
+    match outcome {
+        Ok(Some(note)) => println!("     {note}"),
+        Ok(None) => {}
+        Err(failure) => {
+            println!("     {}", failure.what);
+            for (label, bytes) in
+                [("sent", &failure.sent), ("expected", &failure.expected), ("got", &failure.got)]
+            {
+                if let Some(bytes) = bytes {
+                    println!("     {label:<9} {}", show(bytes));
+                }
+            }
+            if !failure.hint.is_empty() {
+                println!("     {} {}", paint("hint:", "1"), failure.hint);
+            }
+        }
+    }
+}

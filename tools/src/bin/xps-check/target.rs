@@ -1,0 +1,265 @@
+//! The server under check: how to reach it and exchange messages with it
+//! within a check's deadline, and why a check failed (`Failure`), with the
+//! usual cause of a wrong reply.
+
+use shared::client::{Client, Reply, ReplyEnd};
+use shared::oracle::expected_reply;
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long to listen for bytes after a check's last expected reply: a
+/// server that sends more than the reply is caught here.
+const EXTRA_WAIT: Duration = Duration::from_millis(50);
+
+/// Why a check failed: what was sent, what a right server replies, what
+/// came back, and what that usually means.
+#[derive(Debug, Default)]
+pub(crate) struct Failure {
+    pub(crate) what: String,
+    pub(crate) sent: Option<Vec<u8>>,
+    pub(crate) expected: Option<Vec<u8>>,
+    pub(crate) got: Option<Vec<u8>>,
+    pub(crate) hint: String,
+}
+
+/// A check passes (perhaps with a remark) or fails.
+pub(crate) type Outcome = Result<Option<String>, Failure>;
+
+/// What a check that ran out of time suggests, when it cannot say more.
+pub(crate) const SLOW_HINT: &str = "every reply must come within --timeout, and each check finish within \
+                         --deadline: is the server slow on every message? About 40 ms a reply \
+                         is Nagle's algorithm holding back the second send() of a reply until \
+                         the client's delayed ACK: send each reply with one send() (or set \
+                         TCP_NODELAY)";
+
+/// A duration as a person writes it: "20 s", "0.5 s", "21.37 s".
+pub(crate) fn secs(duration: Duration) -> String {
+    format!("{} s", (duration.as_secs_f64() * 100.0).round() / 100.0)
+}
+
+/// Where and how to talk to the server under check, and until when: each
+/// check gets its own, with its own deadline.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// For each port, the addresses to try in turn (IPv4 first).
+    pub(crate) addrs: Vec<Vec<SocketAddr>>,
+    /// How long one reply may take.
+    pub(crate) timeout: Duration,
+    /// How long the whole check may take...
+    pub(crate) limit: Duration,
+    /// ...so when it must end.
+    pub(crate) deadline: Instant,
+}
+
+impl Target {
+    /// How many ports there are.
+    pub(crate) fn ports(&self) -> usize {
+        self.addrs.len()
+    }
+
+    /// The time left before the check's deadline.
+    pub(crate) fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// `wait`, or less if the check's deadline comes first.
+    pub(crate) fn wait(&self, wait: Duration) -> Duration {
+        wait.min(self.left())
+    }
+
+    /// Connects to the `index`-th port (modulo their number), trying each
+    /// of its addresses until one answers.
+    pub(crate) fn connect(&self, index: usize) -> Result<Client, Failure> {
+        let addrs = &self.addrs[index % self.addrs.len()];
+        let mut errors = Vec::new();
+        for &addr in addrs {
+            match Client::try_connect_to(addr) {
+                Ok(client) => return Ok(client),
+                Err(err) => errors.push(format!("{addr}: {err}")),
+            }
+        }
+        let port = addrs.first().map_or(0, SocketAddr::port);
+        Err(Failure {
+            what: format!("cannot connect to {}", errors.join("; ")),
+            hint: format!(
+                "is the server running, and listening on port {port}? (start it first; \
+                 xps-check never starts one)"
+            ),
+            ..Failure::default()
+        })
+    }
+
+    /// The failure of a check whose time ran out while `port` owed a reply.
+    pub(crate) fn out_of_time(&self, port: u16) -> Failure {
+        Failure {
+            what: format!(
+                "out of time: a check may take {} in all, and port {port} had not replied yet",
+                secs(self.limit)
+            ),
+            hint: SLOW_HINT.to_string(),
+            ..Failure::default()
+        }
+    }
+
+    /// Sends `message` and checks that the reply is its reverse.
+    pub(crate) fn exchange(&self, client: &mut Client, message: &[u8]) -> Result<(), Failure> {
+        let expected = expected_reply(message);
+        if self.left().is_zero() {
+            return Err(self.out_of_time(client.port()));
+        }
+        if let Err(err) = client.try_send(message) {
+            return Err(Failure {
+                what: format!("send to port {} failed: {err}", client.port()),
+                sent: Some(message.to_vec()),
+                hint: "the server closed or reset the connection before this message: it \
+                       should keep a client until the client leaves"
+                    .to_string(),
+                ..Failure::default()
+            });
+        }
+        let wait = self.wait(self.timeout);
+        let reply = client.read_reply(expected.len(), wait);
+        if reply.end == ReplyEnd::Complete && reply.bytes == expected {
+            return Ok(());
+        }
+        let cut_short = reply.end == ReplyEnd::TimedOut && wait < self.timeout;
+        let (what, hint) = if cut_short {
+            let failure = self.out_of_time(client.port());
+            (failure.what, failure.hint)
+        } else {
+            (
+                format!("wrong reply on port {}", client.port()),
+                hint_for(message, &expected, &reply, self.timeout),
+            )
+        };
+        Err(Failure {
+            what,
+            hint,
+            sent: Some(message.to_vec()),
+            expected: Some(expected),
+            got: Some(reply.bytes),
+        })
+    }
+
+    /// After the last reply a check expects: fails if any of `clients`
+    /// receives anything more within [`EXTRA_WAIT`].
+    pub(crate) fn nothing_more<'a>(
+        &self,
+        clients: impl IntoIterator<Item = &'a mut Client>,
+    ) -> Outcome {
+        std::thread::sleep(EXTRA_WAIT);
+        for client in clients {
+            let extra = already_received(client);
+            if !extra.is_empty() {
+                return Err(Failure {
+                    what: format!(
+                        "got {} extra bytes after the reply on port {}",
+                        extra.len(),
+                        client.port()
+                    ),
+                    got: Some(extra),
+                    hint: "the server sends more than the reverse of each message: does it \
+                           send its whole buffer instead of the n bytes recv() returned, or add \
+                           a byte (a \\0, a \\n) to each reply?"
+                        .to_string(),
+                    ..Failure::default()
+                });
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What `client` has received and not read yet, read without waiting (a
+/// read timeout, however short, costs more than a non-blocking read).
+fn already_received(client: &Client) -> Vec<u8> {
+    let mut stream = client.stream();
+    let mut received = Vec::new();
+    if stream.set_nonblocking(true).is_err() {
+        return received;
+    }
+    let mut buffer = [0; 64 * 1024];
+    while let Ok(n) = stream.read(&mut buffer)
+        && n > 0
+        && received.len() < 1 << 20
+    {
+        received.extend_from_slice(&buffer[..n]);
+    }
+    let _ = stream.set_nonblocking(false);
+    received
+}
+
+/// The usual cause of a wrong reply, guessed from its shape.
+pub(crate) fn hint_for(
+    message: &[u8],
+    expected: &[u8],
+    reply: &Reply,
+    timeout: Duration,
+) -> String {
+    let got = &reply.bytes;
+    match &reply.end {
+        ReplyEnd::TimedOut if got.is_empty() => {
+            return format!(
+                "no reply within {timeout:?}: is the connection's read handler attached to \
+                 the loop, and does it send? (or is the server blocked on another client?)"
+            );
+        }
+        ReplyEnd::Closed if got.is_empty() => {
+            return "the server closed the connection instead of answering: does it close \
+                    after the first reply, or on every read?"
+                .to_string();
+        }
+        ReplyEnd::Failed(err) => return format!("the connection failed: {err}"),
+        _ => {}
+    }
+    let mut fully_reversed = message.to_vec();
+    fully_reversed.reverse();
+    let mut all_but_last = message.to_vec();
+    if let Some((_, rest)) = all_but_last.split_last_mut() {
+        rest.reverse();
+    }
+    if got.as_slice() == message && message != expected {
+        "the reply is the message itself: the server echoes instead of reversing".to_string()
+    } else if message.ends_with(b"\n") && got == &fully_reversed {
+        "reply has the newline first: the reverse includes the trailing \\n".to_string()
+    } else if !message.ends_with(b"\n") && got == &all_but_last {
+        "the last byte stayed in place: the reverse always keeps the last byte, even when \
+         it is not \\n"
+            .to_string()
+    } else if got.len() < expected.len() {
+        format!(
+            "only {} of {} bytes came back: does the send loop stop after one partial \
+             send(), or is the receive buffer smaller than the message?",
+            got.len(),
+            expected.len()
+        )
+    } else {
+        "the bytes differ from the reverse: check the reverse function".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CHECK_DEADLINE;
+    use std::net::{Ipv4Addr, TcpListener};
+
+    #[test]
+    fn connect_tries_each_address() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let open = listener.local_addr().unwrap();
+        // A port nothing listens on: bound, then let go.
+        let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+        let target = Target {
+            addrs: vec![vec![closed, open]],
+            timeout: Duration::from_secs(1),
+            limit: CHECK_DEADLINE,
+            deadline: Instant::now() + CHECK_DEADLINE,
+        };
+        assert!(target.connect(0).is_ok());
+        let target = Target { addrs: vec![vec![closed]], ..target };
+        let failure = target.connect(0).unwrap_err();
+        assert!(failure.what.contains(&closed.to_string()), "{}", failure.what);
+    }
+}
