@@ -6,7 +6,7 @@
 //! turns each `\n` the program prints into `\r\n`. [`Terminal::screen`]
 //! turns those back, so the screen reads as a learner sees it.
 
-use crate::wait::wait_until;
+use crate::wait::child_exit;
 use std::ffi::{CStr, OsStr};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -80,12 +80,7 @@ impl Terminal {
 
     /// Waits up to `timeout` for the program to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut status = None;
-        wait_until(timeout, || {
-            status = self.child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        status
+        child_exit(&mut self.child, timeout)
     }
 
     /// The screen so far, with the terminal's `\r\n` back to `\n`.

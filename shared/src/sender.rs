@@ -2,6 +2,7 @@
 //! `sender < huge_file.dat`: its stdin fed from a bounded stream, its
 //! stderr read with a deadline, and the process killed when dropped.
 
+use crate::wait::child_exit;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -59,15 +60,7 @@ impl Flood {
     /// Reads stderr until it contains `needle` or `timeout` passes, and
     /// returns all of it so far.
     pub fn read_until(&mut self, needle: &str, timeout: Duration) -> &str {
-        let deadline = Instant::now() + timeout;
-        while !self.seen.contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(bytes) => self.seen.push_str(&String::from_utf8_lossy(&bytes)),
-                Err(_) => break,
-            }
-        }
-        &self.seen
+        self.read_until_seen(timeout, |seen| seen.contains(needle))
     }
 
     /// Reads stderr until the sender reports a stall of at least `seconds`
@@ -75,8 +68,14 @@ impl Flood {
     /// can go by without a report) or `timeout` passes. Returns all of
     /// stderr so far.
     pub fn read_until_stalled_for(&mut self, seconds: u64, timeout: Duration) -> &str {
+        self.read_until_seen(timeout, |seen| longest_stall(seen) >= Some(seconds))
+    }
+
+    /// Reads stderr until what it has printed so far satisfies `done`, or
+    /// `timeout` passes (or stderr closes); returns all of it so far.
+    fn read_until_seen(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> &str {
         let deadline = Instant::now() + timeout;
-        while longest_stall(&self.seen) < Some(seconds) {
+        while !done(&self.seen) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.stderr.recv_timeout(left) {
                 Ok(bytes) => self.seen.push_str(&String::from_utf8_lossy(&bytes)),
@@ -88,16 +87,7 @@ impl Flood {
 
     /// Waits up to `timeout` for the sender to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(crate::wait::POLL_INTERVAL);
-        }
+        child_exit(&mut self.child, timeout)
     }
 }
 

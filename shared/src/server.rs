@@ -1,7 +1,7 @@
 //! Running a stage binary under test: start it, read its log as it comes,
 //! signal it, and make sure it never outlives the test.
 
-use crate::wait::wait_until;
+use crate::wait::{child_exit, wait_until};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -216,13 +216,7 @@ impl Server {
 
     /// Waits up to `timeout` for the process to exit on its own.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let mut status = None;
-        wait_until(timeout, || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        status
+        child_exit(self.child.as_mut()?, timeout)
     }
 
     /// Waits for the process to exit on its own (for servers that should

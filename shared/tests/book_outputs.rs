@@ -26,7 +26,7 @@ use shared::client::Client;
 use shared::pty::Terminal;
 use shared::sender::{Flood, longest_stall};
 use shared::server::Server;
-use shared::wait::wait_until;
+use shared::wait::{child_exit, wait_until};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -72,12 +72,8 @@ fn run_cargo(args: &[&str], limit: Duration) -> String {
         .stderr(err_file)
         .spawn()
         .expect("cannot run cargo");
-    let mut status = None;
-    let finished = wait_until(limit, || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    if !finished {
+    let status = child_exit(&mut child, limit);
+    if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();
         panic!("cargo {args:?} took longer than {limit:?}");

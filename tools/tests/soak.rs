@@ -5,6 +5,7 @@
 
 use shared::build::workspace_binary;
 use shared::server::{Launch, Server};
+use shared::wait::child_exit;
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -60,13 +61,9 @@ impl Soak {
     /// Waits for soak to exit; panics (and the drop kills it) if it is still
     /// running after [`DEADLINE`].
     fn finish(mut self) -> Run {
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for soak") {
-                break status;
-            }
-            assert!(self.started.elapsed() < DEADLINE, "soak still running after {DEADLINE:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let left = DEADLINE.saturating_sub(self.started.elapsed());
+        let status = child_exit(&mut self.child, left)
+            .unwrap_or_else(|| panic!("soak still running after {DEADLINE:?}"));
         let elapsed = self.started.elapsed();
         let text = |reader: Option<JoinHandle<String>>| {
             reader.map(|r| r.join().expect("reader thread")).unwrap_or_default()
