@@ -16,10 +16,14 @@
 //! * [`procfs`]: a process's open fds, memory and CPU time, from `/proc`.
 //! * [`robustness`]: faults, floods and hostile input, run against every
 //!   stage.
+//! * [`load`]: clients that keep a server busy in the background.
+//! * [`shutdown`]: Ctrl+C and SIGTERM, idle and under load, for every stage
+//!   from 7 on.
 
 pub mod build;
 pub mod cli;
 pub mod client;
+pub mod load;
 pub mod oracle;
 pub mod procfs;
 pub mod pty;
@@ -27,5 +31,6 @@ pub mod robustness;
 pub mod scenarios;
 pub mod sender;
 pub mod server;
+pub mod shutdown;
 pub mod units;
 pub mod wait;

@@ -18,8 +18,11 @@ const N_PORTS: usize = 4;
 /// A server on four free ports without DEBUG logs (some of these tests
 /// make thousands of connections).
 fn quiet_server(binary: &Path) -> Server {
-    let mut server =
-        Server::spawn_with(binary, &["--ports", "0,0,0,0"], &Launch { quiet: true, max_fds: None });
+    let mut server = Server::spawn_with(
+        binary,
+        &["--ports", "0,0,0,0"],
+        &Launch { quiet: true, ..Launch::default() },
+    );
     server.wait_for_ports(N_PORTS);
     server
 }
@@ -47,8 +50,11 @@ fn fds_settle_to(server: &Server, expected: usize) -> usize {
 /// server runs out of fds: it must say so once, not spin while the clients
 /// wait, and serve a new client soon after they leave.
 pub fn fd_exhaustion(binary: &Path) {
-    let mut server =
-        Server::spawn_with(binary, &["--ports", "0"], &Launch { quiet: true, max_fds: Some(64) });
+    let mut server = Server::spawn_with(
+        binary,
+        &["--ports", "0"],
+        &Launch { quiet: true, max_fds: Some(64), ..Launch::default() },
+    );
     let port = server.wait_for_ports(1)[0];
     // Connect 100 clients at once; hold whatever connects.
     let held: Vec<TcpStream> = std::thread::scope(|scope| {

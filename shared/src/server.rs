@@ -1,11 +1,12 @@
 //! Running a stage binary under test: start it, read its log as it comes,
 //! signal it, and make sure it never outlives the test.
 
-use crate::wait::{child_exit, wait_until};
+use crate::wait::{POLL_INTERVAL, child_exit, wait_until};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,20 +18,38 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Default)]
 struct Captured(Arc<Mutex<String>>);
 
+/// What the line a server prints for each client message starts with.
+const MESSAGE_LINE: &[u8] = b"client: ";
+
 impl Captured {
     fn lock(&self) -> MutexGuard<'_, String> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Starts a thread that appends everything `stream` prints. Bytes that
-    /// are not UTF-8 are kept as U+FFFD so a test can still search the text.
-    fn drain(&self, stream: impl Read + Send + 'static) -> JoinHandle<()> {
+    /// Starts a thread that appends everything `stream` prints (but the
+    /// message lines, if `skip_messages`). Bytes that are not UTF-8 are kept
+    /// as U+FFFD so a test can still search the text. While `paused` is set
+    /// the thread reads nothing, so the server's writes fill the pipe.
+    fn drain(
+        &self,
+        stream: impl Read + Send + 'static,
+        skip_messages: bool,
+        paused: Arc<AtomicBool>,
+    ) -> JoinHandle<()> {
         let sink = self.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stream);
             let mut line = Vec::new();
-            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                sink.lock().push_str(&String::from_utf8_lossy(&line));
+            loop {
+                while paused.load(Ordering::Relaxed) {
+                    std::thread::sleep(POLL_INTERVAL);
+                }
+                if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                    break;
+                }
+                if !(skip_messages && line.starts_with(MESSAGE_LINE)) {
+                    sink.lock().push_str(&String::from_utf8_lossy(&line));
+                }
                 line.clear();
             }
         })
@@ -45,6 +64,9 @@ pub struct Launch {
     pub quiet: bool,
     /// Run it with at most this many open file descriptors.
     pub max_fds: Option<u64>,
+    /// Do not keep the `client: ...` line printed for each message: a test
+    /// that streams gigabytes through the server would pile them up.
+    pub skip_messages: bool,
 }
 
 /// What a server left behind when it exited.
@@ -75,6 +97,8 @@ pub struct Server {
     stdout: Captured,
     stderr: Captured,
     readers: Vec<JoinHandle<()>>,
+    /// While set, nobody reads the server's stdout (see [`Server::pause_output`]).
+    output_paused: Arc<AtomicBool>,
     /// The ports it announced, in the order it listed them.
     pub ports: Vec<u16>,
 }
@@ -146,14 +170,15 @@ impl Server {
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
         let (stdout, stderr) = (Captured::default(), Captured::default());
+        let output_paused = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            readers.push(stdout.drain(out));
+            readers.push(stdout.drain(out, launch.skip_messages, Arc::clone(&output_paused)));
         }
         if let Some(err) = child.stderr.take() {
-            readers.push(stderr.drain(err));
+            readers.push(stderr.drain(err, false, Arc::new(AtomicBool::new(false))));
         }
-        Server { child: Some(child), stdout, stderr, readers, ports: Vec::new() }
+        Server { child: Some(child), stdout, stderr, readers, output_paused, ports: Vec::new() }
     }
 
     /// Waits until the log shows `n` "Server listening on port N" lines and
@@ -195,6 +220,14 @@ impl Server {
         self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// Stops reading the server's stdout, as a terminal paused with Ctrl+S
+    /// or a pipe into a stalled program would: once the pipe is full, the
+    /// server's next log write blocks. Reading resumes when the server
+    /// exits or is dropped.
+    pub fn pause_output(&self) {
+        self.output_paused.store(true, Ordering::Relaxed);
+    }
+
     /// Sends `signal` (such as `libc::SIGINT`) to the process.
     pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.pid()).expect("pid fits in pid_t");
@@ -231,6 +264,7 @@ impl Server {
 
     fn exited(mut self, status: ExitStatus, elapsed: Duration) -> Exited {
         self.child = None;
+        self.output_paused.store(false, Ordering::Relaxed);
         // The process is gone, so its pipes are closed and the readers end.
         for reader in self.readers.drain(..) {
             let _ = reader.join();
@@ -245,6 +279,7 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.output_paused.store(false, Ordering::Relaxed);
     }
 }
 

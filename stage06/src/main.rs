@@ -106,7 +106,8 @@ fn serve(config: &Config) -> ExitCode {
             config.host,
             ports.join(", ")
         );
-        logger!(LogLevel::Error, "main()", "{message}");
+        // Each port's ERROR is in the log above; why the server ends goes
+        // where errors go, once.
         eprintln!("{}: {message}", env!("CARGO_PKG_NAME"));
         return ExitCode::FAILURE;
     }

@@ -28,15 +28,14 @@ mod xps;
 
 use crate::cli::{Command, Config};
 use crate::core::xps_core::XpsCore;
-use crate::shutdown::ShutdownSignal;
 use crate::utils::xps_logger::{LogLevel, flush_log};
 use std::process::ExitCode;
 
 // ANCHOR: main
-/// Reads the flags, installs the signal handling, then creates and starts
-/// the core. The C version keeps the core in a global so that its signal
-/// handler can destroy it; here the handler only sets a flag, so the core is
-/// an ordinary local that `main()` owns.
+/// Reads the flags, then creates and starts the core. The C version keeps
+/// the core in a global so that its signal handler can destroy it; here the
+/// signal reaches the core through the loop, so the core is an ordinary
+/// local that `main()` owns.
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(config)) => config,
@@ -59,27 +58,31 @@ fn main() -> ExitCode {
     status
 }
 
-/// Installs the signal handling, then creates the core and starts it;
-/// when the loop returns, destroys the core.
+/// Creates the core, attaches the signal handler's wake-up fd to its loop
+/// and starts it. Whether the loop stopped on a signal or failed, the core
+/// is then destroyed, which destroys every connection, listener and the
+/// loop.
 fn serve(config: &Config) -> ExitCode {
-    if let Err(err) = shutdown::install() {
-        logger!(LogLevel::Error, "main()", "cannot install the signal handlers: {err}");
-        return ExitCode::FAILURE;
-    }
-
     let Ok(mut core) = XpsCore::create() else {
         // xps_core_create() has logged why.
         return ExitCode::FAILURE;
     };
-    match core.start(&config.host, &config.ports) {
-        Ok(()) => {
-            let signal = shutdown::requested().unwrap_or(ShutdownSignal::Interrupt);
-            sigint_handler(core, signal);
-            ExitCode::SUCCESS
-        }
+    let watched = shutdown::install().and_then(|wake_fd| {
+        core.event_loop.attach(wake_fd, libc::EPOLLIN as u32, 0, sigint_handler)
+    });
+    if let Err(err) = watched {
+        logger!(LogLevel::Error, "main()", "cannot watch for SIGINT and SIGTERM: {err}");
+        core.destroy();
+        return ExitCode::FAILURE;
+    }
+    let started = core.start(&config.host, &config.ports);
+    core.destroy();
+    match started {
+        // Stopped by sigint_handler(), which has logged the signal.
+        Ok(()) => ExitCode::SUCCESS,
+        // No port could be opened, or epoll failed: the details are in the
+        // log already; say why the server ends where errors go.
         Err(err) => {
-            logger!(LogLevel::Error, "main()", "{err}");
-            core.destroy();
             eprintln!("{}: {err}", env!("CARGO_PKG_NAME"));
             ExitCode::FAILURE
         }
@@ -88,12 +91,17 @@ fn serve(config: &Config) -> ExitCode {
 // ANCHOR_END: main
 
 // ANCHOR: sigint_handler
-/// What the course's `sigint_handler()` does, run once the loop has
-/// returned: report the signal and destroy the core, which destroys every
-/// connection, listener and the loop. The part that really runs inside the
-/// signal is in `shutdown.rs`, and only sets a flag.
-fn sigint_handler(core: XpsCore, signal: ShutdownSignal) {
+/// The course's `sigint_handler()`, as the read callback of the wake-up fd:
+/// the loop calls it once a shutdown signal has arrived. It reports the
+/// signal and stops the core; `serve()` destroys the core when the loop
+/// returns. The part that runs inside the signal itself is in
+/// `shutdown.rs`.
+fn sigint_handler(core: &mut XpsCore, _ptr: usize) {
+    let Some(signal) = shutdown::take() else {
+        // Woken with no signal recorded: nothing to do.
+        return;
+    };
     logger!(LogLevel::Warning, "sigint_handler()", "{} received", signal.name());
-    core.destroy();
+    core.stop();
 }
 // ANCHOR_END: sigint_handler

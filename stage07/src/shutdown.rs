@@ -1,42 +1,68 @@
-//! How Ctrl+C (SIGINT) and SIGTERM reach the event loop.
+//! How Ctrl+C (SIGINT) and SIGTERM reach the event loop: the signal part of
+//! the course's `main.c`.
 //!
 //! The C course destroys the core inside the signal handler. A handler may
 //! run between any two instructions, even in the middle of `malloc()`, so
-//! only async-signal-safe work belongs there. Here the handler does a single
-//! thing: it stores the signal number in an atomic. The rest of the program
-//! looks at that atomic at safe points and shuts down normally.
+//! only async-signal-safe work belongs there. This handler does two such
+//! things and nothing else:
 //!
-//! "Look at it at safe points" hides a trap: if the signal lands just after
-//! the loop looked and just before it calls `epoll_wait()`, the loop sleeps
-//! until the next client event, maybe forever. So the two signals are kept
-//! *blocked* (held pending by the kernel) while the server works, and only
-//! let in at two places where that race cannot happen:
+//! 1. it stores the signal number in an atomic, and
+//! 2. it writes to an `eventfd`, the *wake-up fd*.
 //!
-//! * inside `epoll_pwait()`, which unblocks them and waits in one atomic
-//!   step, and returns `EINTR` when one arrives;
-//! * in [`let_pending_in`], called by a `send()` that has been stalled for
-//!   [`SEND_STALL_CHECK`](crate::xps::SEND_STALL_CHECK), so that Ctrl+C
-//!   works even while a client that never reads keeps the server blocked.
+//! The wake-up fd is attached to the loop like a socket, with the course's
+//! `sigint_handler()` as its read callback (see `main.rs`). So a signal is
+//! just one more ready fd: the loop notices it however busy it is, and the
+//! callback asks the core to stop. The loop itself knows nothing about
+//! signals.
 //!
-//! Not covered: a `write()` of the log to a stdout nobody reads (a pipe
-//! into a pager that stopped, a terminal paused with Ctrl+S) blocks with
-//! the signals held, and Ctrl+C waits until the output drains. Letting them
-//! in around every log write would cost two system calls per message.
+//! Two flags of `sigaction()` finish the job:
+//!
+//! * no `SA_RESTART`: a `send()` blocked on a client that never reads
+//!   returns `EINTR` when the signal comes, so the server can stop even
+//!   while it is stuck (Experiment 1);
+//! * `SA_RESETHAND`: the handler runs once, then the signal's default
+//!   action is back. If the shutdown itself hangs (the log is written to a
+//!   pipe nobody reads, or to a terminal paused with Ctrl+S), a second
+//!   Ctrl+C ends the process at once.
 
 use crate::utils::xps_utils::check_os;
 use std::io;
-use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-// ANCHOR: received
+// ANCHOR: statics
 /// The shutdown signal received so far, or 0 for none.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
-// ANCHOR_END: received
+
+/// The wake-up fd's number, for the handler; -1 until [`install`] runs.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The wake-up fd itself. It stays open until the process ends, so the
+/// number in [`WAKE_FD`] can never name some other file.
+static WAKE: OnceLock<OwnedFd> = OnceLock::new();
+// ANCHOR_END: statics
 
 // ANCHOR: handler
-/// The real signal handler: async-signal-safe, it only records the signal.
+/// The real signal handler: it records the signal and wakes the loop.
+/// Everything it calls is async-signal-safe.
 extern "C" fn record_signal(signum: libc::c_int) {
+    // The handler may run between a failed call and the code that reads
+    // that call's errno; leave errno as it was found.
+    // SAFETY: __errno_location() only returns this thread's errno address.
+    let errno = unsafe { libc::__errno_location() };
+    // SAFETY: that address is valid for as long as the thread lives.
+    let saved = unsafe { *errno };
+
     RECEIVED.store(signum, Ordering::SeqCst);
+    let one: u64 = 1;
+    // SAFETY: write() is async-signal-safe and reads 8 valid bytes. If it
+    // fails (no fd yet, or the counter is full) there is nothing to do: a
+    // full counter means the loop has been woken already.
+    unsafe { libc::write(WAKE_FD.load(Ordering::SeqCst), (&raw const one).cast(), 8) };
+
+    // SAFETY: as above, the address is this thread's errno.
+    unsafe { *errno = saved };
 }
 // ANCHOR_END: handler
 
@@ -70,79 +96,49 @@ pub fn requested() -> Option<ShutdownSignal> {
 }
 // ANCHOR_END: requested
 
-/// An empty signal set.
-fn empty_set() -> libc::sigset_t {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset() initialises the set it is given a valid pointer to.
-    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
-    // SAFETY: sigemptyset() above has initialised every byte of the set.
-    unsafe { set.assume_init() }
-}
-
-/// The set {SIGINT, SIGTERM}.
-fn shutdown_signals() -> libc::sigset_t {
-    let mut set = empty_set();
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `set` is an initialised sigset_t and the signal is valid.
-        unsafe { libc::sigaddset(&mut set, signal) };
-    }
-    set
-}
-
 // ANCHOR: install
-/// Installs the handler for SIGINT and SIGTERM and blocks both, so that
-/// they are delivered only where the server is ready for them.
-///
-/// The flags stay empty. (`SA_RESTART` would change nothing here: a handler
-/// always makes `epoll_pwait()` fail with `EINTR`, restart flag or not, and
-/// everywhere else the two signals are blocked.)
-pub fn install() -> io::Result<()> {
-    let blocked = shutdown_signals();
+/// Creates the wake-up fd and installs the handler for SIGINT and SIGTERM.
+/// Returns the fd for the caller to attach to the loop.
+pub fn install() -> io::Result<RawFd> {
+    let wake = match WAKE.get() {
+        Some(wake) => wake,
+        None => {
+            // Non-blocking, so that reading it when nothing was written
+            // returns at once; close-on-exec, as every fd should be.
+            let flags = libc::EFD_NONBLOCK | libc::EFD_CLOEXEC;
+            // SAFETY: eventfd() takes no pointers; the result is checked.
+            let raw = check_os(unsafe { libc::eventfd(0, flags) })?;
+            // SAFETY: `raw` is a new, valid fd that nothing else owns.
+            WAKE.get_or_init(|| unsafe { OwnedFd::from_raw_fd(raw) })
+        }
+    };
+    WAKE_FD.store(wake.as_raw_fd(), Ordering::SeqCst);
+
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: a zeroed sigaction is a valid value (no flags, empty mask).
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         action.sa_sigaction = record_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        // SAFETY: `action` is fully initialised and its handler only touches
-        // an atomic; the old action is not asked for (null pointer).
+        // Once, then the default action again; and no SA_RESTART, so that a
+        // blocked send() or write() is interrupted (see the module's doc).
+        action.sa_flags = libc::SA_RESETHAND;
+        // SAFETY: `action` is fully initialised and its handler does only
+        // async-signal-safe work; the old action is not asked for (null).
         check_os(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })?;
     }
-    // SAFETY: `blocked` is an initialised set; the old mask is not needed.
-    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut()) };
-    // pthread_sigmask() returns the error number instead of setting errno.
-    match ret {
-        0 => Ok(()),
-        errno => Err(io::Error::from_raw_os_error(errno)),
-    }
+    Ok(wake.as_raw_fd())
 }
 // ANCHOR_END: install
 
-// ANCHOR: wait_mask
-/// The signal mask to wait with: the current one minus SIGINT and SIGTERM.
-/// `epoll_pwait()` switches to it only for as long as it sleeps.
-pub fn wait_mask() -> libc::sigset_t {
-    // Start from an initialised set: the kernel fills in only the part of
-    // a sigset_t it uses (8 of its 128 bytes).
-    let mut mask = empty_set();
-    // SAFETY: with a null new set, pthread_sigmask() only writes the current
-    // mask into the valid set it is given, and cannot fail.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask) };
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `mask` is an initialised sigset_t and the signal is valid.
-        unsafe { libc::sigdelset(&mut mask, signal) };
+// ANCHOR: take
+/// Empties the wake-up fd and returns the signal that wrote to it: what
+/// `sigint_handler()` calls when the loop reports the fd readable.
+pub fn take() -> Option<ShutdownSignal> {
+    if let Some(wake) = WAKE.get() {
+        let mut count = [0u8; 8];
+        // SAFETY: `count` is 8 writable bytes, the size an eventfd read
+        // needs. The fd is non-blocking; an error (nothing to read) is fine.
+        unsafe { libc::read(wake.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
     }
-    mask
+    requested()
 }
-// ANCHOR_END: wait_mask
-
-// ANCHOR: let_pending_in
-/// Opens the door for a moment: a shutdown signal that arrived while it was
-/// blocked runs its handler now. Afterwards [`requested`] tells if one came.
-pub fn let_pending_in() {
-    let set = shutdown_signals();
-    // SAFETY: `set` is an initialised sigset_t; the old mask is not needed.
-    // Unblocking delivers any pending signal before the call returns.
-    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
-    // SAFETY: as above; this blocks the two signals again.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-}
-// ANCHOR_END: let_pending_in
+// ANCHOR_END: take

@@ -26,9 +26,9 @@ pub const DEFAULT_BUFFER_SIZE: usize = 100_000;
 
 // ANCHOR: stall_check
 /// How long one blocking `send()` may wait for room before it gives control
-/// back, so that a server stuck on a client who never reads still notices
-/// Ctrl+C. The socket stays blocking: `send()` simply returns `EAGAIN` after
-/// this long and is called again.
+/// back, so that a server stuck on a client who never reads can say so in
+/// its log (with `XPS_DEBUG=1`). The socket stays blocking: `send()` simply
+/// returns `EAGAIN` after this long and is called again. (Not in the course.)
 pub const SEND_STALL_CHECK: Duration = Duration::from_millis(100);
 // ANCHOR_END: stall_check
 

@@ -36,6 +36,10 @@ pub struct XpsCore {
     /// read handler; one buffer owned by the core serves every connection
     /// without costing 100 KB each.
     pub buffer: Box<[u8]>,
+    /// True from [`XpsCore::start`] until [`XpsCore::stop`]: the loop runs
+    /// while it is set. (The C core has no such field: its signal handler
+    /// destroys the core and exits in the middle of the loop.)
+    pub running: bool,
 }
 // ANCHOR_END: xps_core
 
@@ -54,6 +58,7 @@ impl XpsCore {
             n_null_listeners: 0,
             n_null_connections: 0,
             buffer: vec![0; DEFAULT_BUFFER_SIZE].into_boxed_slice(),
+            running: false,
         };
         logger!(LogLevel::Debug, "xps_core_create()", "created core");
         Ok(core)
@@ -65,7 +70,6 @@ impl XpsCore {
     /// then the loop. Taking `self` by value means nothing can use the core
     /// afterwards.
     pub fn destroy(mut self) {
-        self.event_loop.begin_destroy();
         for id in 0..self.connections.len() {
             if self.connections[id].is_some() {
                 XpsConnection::destroy(&mut self, id);
@@ -83,11 +87,15 @@ impl XpsCore {
 
     // ANCHOR: start
     /// `xps_core_start()`: creates a listener on each port, then runs the
-    /// loop until a shutdown signal arrives.
+    /// loop until something calls [`XpsCore::stop`] (the `sigint_handler()`
+    /// callback, when a shutdown signal arrives).
     ///
-    /// A port that cannot be listened on is logged and skipped; if none can,
-    /// this returns an error instead of running a server nobody can reach.
+    /// Returns `Ok` once stopped that way. A port that cannot be listened on
+    /// is logged and skipped; if none can, or if the loop fails, this
+    /// returns the error instead.
     pub fn start(&mut self, host: &str, ports: &[u16]) -> io::Result<()> {
+        // The course tags this line `xps_start()`, an older name of the
+        // function; the Rust log uses the function's real name.
         logger!(LogLevel::Debug, "xps_core_start()", "starting core");
         let mut n_listening = 0;
         for &port in ports {
@@ -115,9 +123,17 @@ impl XpsCore {
                 ),
             ));
         }
+        self.running = true;
         XpsLoop::run(self)
     }
     // ANCHOR_END: start
+
+    // ANCHOR: stop
+    /// Asks the loop to return once the callback that called this is done.
+    pub fn stop(&mut self) {
+        self.running = false;
+    }
+    // ANCHOR_END: stop
 
     // ANCHOR: slots
     /// Stores a new listener and returns its id.

@@ -5,7 +5,6 @@
 
 use crate::core::xps_core::XpsCore;
 use crate::logger;
-use crate::shutdown;
 use crate::utils::xps_logger::{LogLevel, flush_log};
 use crate::utils::xps_utils::check_os;
 use crate::xps::{MAX_EPOLL_EVENTS, XpsHandler};
@@ -15,8 +14,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 // ANCHOR: loop_event
 /// What the loop knows about one attached fd: `loop_event_t` in C.
 ///
-/// It is private to the loop module, as in the course.
-#[derive(Debug, Clone, Copy)]
+/// It is private to the loop module, as in the course. It is neither
+/// `Clone` nor `Copy`: the one value lives in its slot, and dispatch copies
+/// out only the callback and `ptr` it needs.
+#[derive(Debug)]
 struct LoopEvent {
     /// The file descriptor being watched.
     fd: RawFd,
@@ -38,7 +39,8 @@ impl LoopEvent {
         LoopEvent { fd, read_cb, ptr }
     }
 
-    /// `loop_event_destroy()`: consuming `self` means it cannot be used after.
+    /// `loop_event_destroy()`: it consumes the event, so nothing can use it
+    /// afterwards.
     fn destroy(self) {
         logger!(LogLevel::Debug, "event_destroy()", "destroyed event");
     }
@@ -89,11 +91,6 @@ pub struct XpsLoop {
     epoll_events: [libc::epoll_event; MAX_EPOLL_EVENTS],
     /// Attached events, indexed by fd.
     events: Vec<EventSlot>,
-    /// Signal mask used while waiting: shutdown signals let in.
-    wait_mask: libc::sigset_t,
-    /// True once the core has started to destroy everything (see
-    /// [`XpsLoop::begin_destroy`]).
-    closing: bool,
 }
 // ANCHOR_END: xps_loop
 
@@ -120,22 +117,9 @@ impl XpsLoop {
             epoll_fd,
             epoll_events: [libc::epoll_event { events: 0, u64: 0 }; MAX_EPOLL_EVENTS],
             events: Vec::new(),
-            wait_mask: shutdown::wait_mask(),
-            closing: false,
         })
     }
     // ANCHOR_END: create
-
-    // ANCHOR: begin_destroy
-    /// Tells the loop that everything attached to it is about to be
-    /// destroyed, and then the loop itself. From now on `detach` only
-    /// forgets an fd: closing the epoll fd will drop every registration in
-    /// one go, where one `epoll_ctl(DEL)` per client would make Ctrl+C with
-    /// 10,000 clients take about a tenth longer. (Not in the course.)
-    pub fn begin_destroy(&mut self) {
-        self.closing = true;
-    }
-    // ANCHOR_END: begin_destroy
 
     // ANCHOR: destroy
     /// `xps_loop_destroy()`: destroys every event still attached, then
@@ -197,26 +181,22 @@ impl XpsLoop {
             return Err(io::Error::new(io::ErrorKind::NotFound, "fd is not attached"));
         };
         event.destroy();
-        // While the whole loop is being destroyed, closing the epoll fd at
-        // the end drops every registration at once: skip the system call.
-        if !self.closing {
-            // SAFETY: EPOLL_CTL_DEL ignores the event pointer, so null is allowed.
-            let removed = check_os(unsafe {
-                libc::epoll_ctl(
-                    self.epoll_fd.as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    fd,
-                    std::ptr::null_mut(),
-                )
-            });
-            if let Err(err) = removed {
-                logger!(
-                    LogLevel::Error,
-                    "xps_loop_detach()",
-                    "epoll_ctl(DEL) of fd {fd} failed: {err}"
-                );
-                return Err(err);
-            }
+        // SAFETY: EPOLL_CTL_DEL ignores the event pointer, so null is allowed.
+        let removed = check_os(unsafe {
+            libc::epoll_ctl(
+                self.epoll_fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        });
+        if let Err(err) = removed {
+            logger!(
+                LogLevel::Error,
+                "xps_loop_detach()",
+                "epoll_ctl(DEL) of fd {fd} failed: {err}"
+            );
+            return Err(err);
         }
         logger!(LogLevel::Debug, "xps_loop_detach()", "detached fd {fd}");
         Ok(())
@@ -226,22 +206,22 @@ impl XpsLoop {
     // ANCHOR: find_live
     /// The event an epoll token refers to, if it is still attached: its slot
     /// holds an event and has not been refilled since epoll reported it.
-    fn find_live(&self, token: u64) -> Option<LoopEvent> {
+    fn find_live(&self, token: u64) -> Option<&LoopEvent> {
         let (fd, generation) = untoken(token);
         let slot = self.events.get(slot_index(fd).ok()?)?;
-        if slot.generation == generation { slot.event } else { None }
+        if slot.generation == generation { slot.event.as_ref() } else { None }
     }
     // ANCHOR_END: find_live
 
     // ANCHOR: run
     /// `xps_loop_run()`: waits for events and dispatches them, round after
-    /// round, until a shutdown signal arrives. Returns an error only if
+    /// round, until a callback stops the core. Returns an error only if
     /// `epoll_wait()` itself fails.
     ///
     /// It takes the whole core rather than `&mut self`, because the
     /// callbacks it calls need the core.
     pub fn run(core: &mut XpsCore) -> io::Result<()> {
-        while shutdown::requested().is_none() {
+        while core.running {
             XpsLoop::wait_and_dispatch(core, -1)?;
         }
         Ok(())
@@ -258,19 +238,19 @@ impl XpsLoop {
         // Nothing may sit in the log's buffer while we sleep.
         flush_log();
         // SAFETY: the buffer holds MAX_EPOLL_EVENTS events and lives across
-        // the call; `wait_mask` is an initialised sigset_t.
+        // the call.
         let n_events = unsafe {
-            libc::epoll_pwait(
+            libc::epoll_wait(
                 lp.epoll_fd.as_raw_fd(),
                 lp.epoll_events.as_mut_ptr(),
                 MAX_EPOLL_EVENTS as i32,
                 timeout_ms,
-                &lp.wait_mask,
             )
         };
         let n_events = match check_os(n_events) {
             Ok(n) => n as usize,
-            // A signal woke us: the caller checks whether it means "stop".
+            // A signal handler ran while we slept. The handler has also
+            // made the wake-up fd readable, so the next wait reports it.
             Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(0),
             Err(err) => {
                 logger!(LogLevel::Error, "xps_loop_run()", "epoll_wait() failed: {err}");
@@ -285,18 +265,23 @@ impl XpsLoop {
             let ready = core.event_loop.epoll_events[i];
             // An earlier callback in this round may have detached this fd
             // (and the fd may even have been reused for a new client).
+            // The course tags these two lines `handle_epoll_events()`, the
+            // name this part of the loop gets in a later stage.
             let Some(event) = core.event_loop.find_live(ready.u64) else {
-                logger!(LogLevel::Debug, "xps_loop_run()", "event no longer attached, skipped");
+                logger!(LogLevel::Debug, "handle_epoll_events()", "event not found. skipping");
                 continue;
             };
+            let (fd, read_cb, ptr) = (event.fd, event.read_cb, event.ptr);
             let flags = ready.events;
             if flags & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
-                logger!(LogLevel::Debug, "xps_loop_run()", "EVENT / read on fd {}", event.fd);
-                (event.read_cb)(core, event.ptr);
+                // The fd is not in the course's line; it shows which
+                // socket each event is for.
+                logger!(LogLevel::Debug, "handle_epoll_events()", "EVENT / read on fd {fd}");
+                read_cb(core, ptr);
             }
-            // A callback stuck in send() may have seen Ctrl+C: stop now
-            // rather than serve the rest of the round.
-            if shutdown::requested().is_some() {
+            // A callback may have stopped the core (Ctrl+C): the rest of
+            // the round is not served.
+            if !core.running {
                 break;
             }
         }
@@ -381,6 +366,19 @@ mod tests {
         PAIRS.with(|pairs| pairs.borrow_mut().push((99, ours, theirs)));
     }
 
+    /// A core as `xps_core_start()` leaves it: running, so that a round
+    /// serves every event (an event after a stop would be cut off).
+    fn running_core() -> XpsCore {
+        let mut core = XpsCore::create().unwrap();
+        core.running = true;
+        core
+    }
+
+    fn record_and_stop(core: &mut XpsCore, ptr: usize) {
+        record(core, ptr);
+        core.stop();
+    }
+
     fn attach_pair(core: &mut XpsCore, ptr: usize, cb: XpsHandler) {
         let (ours, theirs) = readable_pair();
         core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, ptr, cb).unwrap();
@@ -396,7 +394,7 @@ mod tests {
     #[test]
     fn attached_fd_is_dispatched_and_detached_fd_is_not() {
         let _serial = serial();
-        let mut core = XpsCore::create().unwrap();
+        let mut core = running_core();
         let (ours, _theirs) = readable_pair();
         let fd = ours.as_raw_fd();
         core.event_loop.attach(fd, libc::EPOLLIN as u32, 7, record).unwrap();
@@ -413,7 +411,7 @@ mod tests {
     #[test]
     fn attaching_the_same_fd_twice_fails() {
         let _serial = serial();
-        let mut core = XpsCore::create().unwrap();
+        let mut core = running_core();
         let (ours, _theirs) = readable_pair();
         core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 1, record).unwrap();
         assert!(core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 2, record).is_err());
@@ -424,7 +422,7 @@ mod tests {
     #[test]
     fn event_detached_earlier_in_the_same_round_is_skipped() {
         let _serial = serial();
-        let mut core = XpsCore::create().unwrap();
+        let mut core = running_core();
         attach_pair(&mut core, 1, record_and_close_others);
         attach_pair(&mut core, 2, record_and_close_others);
         // Both fds are ready, so one wait reports both events; whichever
@@ -437,9 +435,24 @@ mod tests {
     // ANCHOR_END: skip_test
 
     #[test]
+    fn a_callback_that_stops_the_core_ends_the_round_and_the_run() {
+        let _serial = serial();
+        let mut core = running_core();
+        attach_pair(&mut core, 1, record_and_stop);
+        attach_pair(&mut core, 2, record_and_stop);
+        // Both are ready; the first callback stops the core, so the second
+        // is not served and run() returns after one round.
+        XpsLoop::run(&mut core).unwrap();
+        assert_eq!(calls().len(), 1, "calls: {:?}", calls());
+        assert!(!core.running);
+        PAIRS.with(|pairs| pairs.borrow_mut().clear());
+        core.destroy();
+    }
+
+    #[test]
     fn reused_slot_does_not_get_the_old_event() {
         let _serial = serial();
-        let mut core = XpsCore::create().unwrap();
+        let mut core = running_core();
         attach_pair(&mut core, 1, close_others_and_reuse_fd);
         attach_pair(&mut core, 2, close_others_and_reuse_fd);
         assert_eq!(XpsLoop::wait_and_dispatch(&mut core, 1000).unwrap(), 2);

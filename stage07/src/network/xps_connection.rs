@@ -40,7 +40,7 @@ impl XpsConnection {
             err
         };
         // A blocking send() gives control back after this long without
-        // progress, so that a stalled server still notices Ctrl+C.
+        // progress, so that the server can say in its log that it is stuck.
         socket
             .set_write_timeout(Some(SEND_STALL_CHECK))
             .map_err(|e| fail("setsockopt(SO_SNDTIMEO)", e))?;
@@ -154,9 +154,17 @@ fn print_message(message: &[u8]) {
 /// The socket is blocking, so `send()` waits while the client's receive
 /// window and our send buffer are full. If the client never reads, that is
 /// forever: the whole server waits with it, which is Experiment 1.
+///
+/// Only a shutdown signal gets the server out: it interrupts the blocked
+/// `send()` (or cuts it short), and the loop stops right after this
+/// handler. (A signal that lands between the check and the next `send()`
+/// is missed; a second Ctrl+C then ends the process, see `shutdown.rs`.)
 fn send_all(socket: &mut TcpStream, mut reply: &[u8]) -> AfterRead {
     let mut stalled = false;
     while !reply.is_empty() {
+        if shutdown::requested().is_some() {
+            return AfterRead::Keep;
+        }
         // `write()` on a TcpStream is one send() with MSG_NOSIGNAL, so a
         // client that has gone away gives EPIPE, not a fatal SIGPIPE.
         match socket.write(reply) {
@@ -165,8 +173,8 @@ fn send_all(socket: &mut TcpStream, mut reply: &[u8]) -> AfterRead {
                 return AfterRead::Destroy;
             }
             Ok(n) => reply = &reply[n..],
-            // SO_SNDTIMEO ran out with no progress: still blocked. This is
-            // the moment to check for Ctrl+C, then block again.
+            // SO_SNDTIMEO ran out with no progress, or a signal came
+            // (checked at the top): still blocked, so block again.
             Err(err) if is_stall(&err) => {
                 if !stalled {
                     stalled = true;
@@ -177,10 +185,6 @@ fn send_all(socket: &mut TcpStream, mut reply: &[u8]) -> AfterRead {
                     );
                     // The server may sit here a long time: show the log so far.
                     flush_log();
-                }
-                shutdown::let_pending_in();
-                if shutdown::requested().is_some() {
-                    return AfterRead::Keep;
                 }
             }
             Err(err) => {
