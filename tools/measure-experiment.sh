@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Experiment 1 in figures: how many bytes the sender gets out before the
 # stage-7 server stalls, and how long after the sender dies a client that
-# waited through the stall gets its reply. Needs python3; the server takes
+# waited through the stall gets its reply. Needs only bash (5 or newer, with
+# its /dev/tcp connections, as Debian and Ubuntu build it); the server takes
 # a free port. Exits 1 if the stall or the recovery is not as the book says.
 # Run from anywhere: bash tools/measure-experiment.sh
 set -euo pipefail
@@ -39,26 +40,30 @@ done
 grep -q 'stalled for' "$work/sender.err" ||
     { echo "the sender never stalled:" >&2; cat "$work/sender.err" >&2; exit 1; }
 
-python3 - "$port" "$sender" <<'PY'
-import os, signal, socket, sys, time
-port, sender = int(sys.argv[1]), int(sys.argv[2])
-s = socket.create_connection(("127.0.0.1", port))
-s.sendall(b"ping\n")
-s.settimeout(2)
-try:
-    s.recv(5)
-    sys.exit("a reply came during the stall: the server did not block")
-except socket.timeout:
-    print("no reply during a 2 s wait in the stall: as expected")
-s.settimeout(10)
-t = time.monotonic()
-os.kill(sender, signal.SIGTERM)
-reply = s.recv(5)
-ms = 1000 * (time.monotonic() - t)
-if reply != b"gnip\n":
-    sys.exit(f"after the sender died the reply was {reply!r}, not b'gnip\\n'")
-print(f"reply {reply!r} {ms:.1f} ms after the sender was killed")
-PY
+fail() { echo "$*" >&2; exit 1; }
+
+# The waiting client: bash's /dev/tcp connects it (fd 3), read -N reads the
+# reply's exact 5 bytes, newline included, and -t bounds each wait.
+exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "cannot connect to port $port"
+printf 'ping\n' >&3
+if read -r -N 5 -t 2 reply <&3; then
+    fail "a reply came during the stall: the server did not block"
+elif (($? <= 128)); then # above 128 is the timeout we expect
+    fail "the server closed the waiting client's connection during the stall"
+elif [[ -n $reply ]]; then
+    fail "part of a reply came during the stall: the server did not block"
+fi
+echo "no reply during a 2 s wait in the stall: as expected"
+# EPOCHREALTIME is seconds with six decimals: its digits are microseconds.
+start=${EPOCHREALTIME//[!0-9]/}
+kill -TERM "$sender"
+read -r -N 5 -t 10 reply <&3 || true
+end=${EPOCHREALTIME//[!0-9]/}
+[[ $reply == $'gnip\n' ]] ||
+    fail "after the sender died the reply was $(printf %q "$reply"), not \$'gnip\\n'"
+us=$((end - start))
+printf 'reply "gnip\\n" %d.%d ms after the sender was killed\n' $((us / 1000)) $((us % 1000 / 100))
+exec 3<&-
 sender=""
 echo "sender before it was killed: $(grep 'stalled for' "$work/sender.err" | tail -1)"
 kill -INT "$server"

@@ -111,6 +111,10 @@ fn gives_up_soon_with_few_lines_when_nothing_listens() {
     assert!(run.stderr.contains("more errors"), "{run:#?}");
     assert!(run.stdout.contains("soak: FAIL: stopped after"), "{run:#?}");
     assert!(run.stdout.contains("connections     0"), "{run:#?}");
+    assert!(
+        run.stdout.contains(&format!("soak: no process we can see listens on port {port}")),
+        "{run:#?}"
+    );
 }
 
 #[test]
@@ -150,6 +154,22 @@ fn a_short_run_against_stage07_passes() {
     assert!(run.stdout.lines().any(|l| l.starts_with("server fds")), "{run:#?}");
     assert!(run.stdout.ends_with("soak: ok\n"), "{run:#?}");
     assert!(!run.stdout.contains("Some("), "the pid is printed as a number: {run:#?}");
+}
+
+#[test]
+fn finds_the_server_from_its_port_without_pid() {
+    let server = stage07();
+    let ports = format!("{},{}", server.ports[0], server.ports[1]);
+    let run = soak(&["--ports", &ports, "--clients", "4", "--seconds", "1"]);
+    assert!(run.status.success(), "{run:#?}");
+    let watching = format!(
+        "soak: watching pid {}, the process listening on port {}",
+        server.pid(),
+        server.ports[0]
+    );
+    assert!(run.stdout.starts_with(&watching), "{run:#?}");
+    assert!(run.stdout.lines().any(|l| l.starts_with("server fds")), "{run:#?}");
+    assert!(run.stdout.ends_with("soak: ok\n"), "{run:#?}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! server, with every reply checked and the server's fds and memory watched.
 //!
 //! ```text
-//! soak --ports 8001,8002,8003,8004 --clients 50 --seconds 30 --pid 12345
+//! soak --ports 8001,8002,8003,8004 --clients 50 --seconds 30
 //! ```
 //!
 //! Each client thread loops until time is up, picking at random: a line and
@@ -11,6 +11,9 @@
 //! a client that says nothing for a moment, and a half-close after a line.
 //! It never floods without reading: on a blocking server (stages 6 and 7)
 //! that stalls everyone, which is Experiment 1, not a fault.
+//!
+//! The server whose fds and memory it watches is the process listening on
+//! the first port (found in `/proc`), unless `--pid` names another.
 //!
 //! Long messages over a real network are checked less strictly than short
 //! ones, since TCP may hand them to the server in pieces ([`check_reply`]).
@@ -35,8 +38,10 @@ Usage: soak [--host HOST] [--ports P1,...] [--clients N] [--seconds T] [--pid PI
 
 Runs N clients for T seconds against the reverse server at HOST:PORTS with a
 random mix of well-behaved and abrupt clients, checks every reply, and prints
-what happened. With --pid it also compares the server's open fds and memory
-before and after, and fails if fds leaked or memory grew too much.
+what happened. It also compares the server's open fds and memory before and
+after, and fails if fds leaked or memory grew too much: the server is the
+process listening on the first port, found in /proc when HOST is this
+machine's loopback address, or the process --pid names.
 
 Options:
   --host HOST          server address (default 127.0.0.1)
@@ -44,6 +49,7 @@ Options:
   --clients N          client threads, 1 to 10000 (default 50)
   --seconds T          how long to run, 1 to 86400 (default 30)
   --pid PID            the server's process id, to watch its fds and memory
+                       (default: the process listening on the first port)
   --max-rss-growth S   most the server's memory may grow (default 1M)
   --seed S             random seed (default: from the clock)
   -h, --help           print this help";
@@ -374,7 +380,44 @@ fn one_behaviour(
     Ok(())
 }
 
-/// The server's open fds and memory, if we were given its pid.
+/// Which process to watch: `--pid`, or else the one listening on the
+/// first port, when the server is on this machine's loopback interface (a
+/// port of another host says nothing about a process here). Says which pid
+/// it watches, or why none.
+fn server_pid(options: &Options, addrs: &[SocketAddr]) -> Option<u32> {
+    if let Some(pid) = options.pid {
+        println!("soak: watching pid {pid}, as --pid says");
+        return Some(pid);
+    }
+    let not_watching = "not watching the server's fds and memory";
+    if !addrs.iter().all(|addr| addr.ip().is_loopback()) {
+        println!(
+            "soak: {} is not this machine's loopback: {not_watching} (--pid names it)",
+            options.host
+        );
+        return None;
+    }
+    let port = options.ports[0];
+    match procfs::pid_listening_on(port) {
+        Ok(Some(pid)) => {
+            println!("soak: watching pid {pid}, the process listening on port {port}");
+            Some(pid)
+        }
+        Ok(None) => {
+            println!(
+                "soak: no process we can see listens on port {port}: {not_watching} (--pid \
+                 names it)"
+            );
+            None
+        }
+        Err(err) => {
+            println!("soak: cannot read /proc/net/tcp ({err}): {not_watching}");
+            None
+        }
+    }
+}
+
+/// The server's open fds and memory, if we know its pid.
 fn snapshot(pid: Option<u32>) -> Option<(usize, u64)> {
     let pid = pid?;
     Some((procfs::open_fds(pid).ok()?, procfs::rss_bytes(pid).ok()?))
@@ -403,13 +446,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(pid) = options.pid
-        && snapshot(options.pid).is_none()
+    let pid = server_pid(&options, &addrs);
+    if let Some(pid) = pid
+        && snapshot(Some(pid)).is_none()
     {
         eprintln!("soak: cannot read /proc for pid {pid}");
         return ExitCode::from(2);
     }
-    let before = snapshot(options.pid);
+    let before = snapshot(pid);
     println!(
         "soak: {} clients for {} s against {} port(s) {:?} (seed {})",
         options.clients, options.seconds, options.host, options.ports, options.seed
@@ -455,13 +499,13 @@ fn main() -> ExitCode {
         println!("soak: FAIL: stopped after {elapsed:.1} of {} s: {reason}", options.seconds);
         healthy = false;
     }
-    if let (Some(pid), Some((fds_before, rss_before))) = (options.pid, before) {
+    if let (Some(pid), Some((fds_before, rss_before))) = (pid, before) {
         // The server sees the last clients leave a moment after we do.
-        let mut after = snapshot(options.pid);
+        let mut after = snapshot(Some(pid));
         let settle = Instant::now() + Duration::from_secs(3);
         while after.is_some_and(|(fds, _)| fds != fds_before) && Instant::now() < settle {
             std::thread::sleep(Duration::from_millis(20));
-            after = snapshot(options.pid);
+            after = snapshot(Some(pid));
         }
         match after {
             Some((fds_after, rss_after)) => {

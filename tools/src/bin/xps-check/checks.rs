@@ -3,7 +3,7 @@
 
 use crate::flood::blocking_send;
 use crate::report::show;
-use crate::target::{Failure, Outcome, Target, secs};
+use crate::target::{Failure, Outcome, Target, secs, silence};
 use shared::client::ReplyEnd;
 use shared::oracle::Rng;
 use std::sync::{Arc, Barrier};
@@ -127,7 +127,7 @@ fn random_strings(target: &Target, _stage: u8) -> Outcome {
                 Ok(()) => done += 1,
                 // The check's deadline cut the wait short: too slow, not silent.
                 Err(_) if done > 0 && target.left().is_zero() => {
-                    return Err(too_slow(done, total, started.elapsed(), target.limit));
+                    return Err(too_slow(done, total, started.elapsed(), target.limit).into());
                 }
                 Err(failure) => return Err(failure),
             }
@@ -182,10 +182,10 @@ fn ten_clients(target: &Target, _stage: u8) -> Outcome {
         runs.into_iter()
             .map(|run| {
                 run.join().unwrap_or_else(|_| {
-                    Err(Failure {
+                    Err(Box::new(Failure {
                         what: "a client thread panicked".to_string(),
                         ..Failure::default()
-                    })
+                    }))
                 })
             })
             .collect::<Result<Vec<_>, _>>()
@@ -251,10 +251,13 @@ fn large_message(target: &Target, _stage: u8) -> Outcome {
     message.push(b'\n');
     let mut client = target.connect(0)?;
     if let Err(err) = client.try_send(&message) {
-        return Err(Failure { what: format!("send failed: {err}"), ..Failure::default() });
+        return Err(Box::new(Failure {
+            what: format!("send failed: {err}"),
+            ..Failure::default()
+        }));
     }
     let wait = target.wait(target.timeout * 2);
-    let reply = client.read_reply(message.len(), wait);
+    let reply = target.read_reply(&mut client, message.len(), wait);
     if reply.end == ReplyEnd::Complete && reply.bytes == message {
         return target.nothing_more([&mut client]);
     }
@@ -262,7 +265,7 @@ fn large_message(target: &Target, _stage: u8) -> Outcome {
         let at = reply.bytes.iter().zip(&message).position(|(a, b)| a != b).unwrap_or_default();
         let around = |bytes: &[u8]| show(&bytes[at..(at + 16).min(bytes.len())]);
         let newline_early = reply.bytes[..reply.bytes.len() - 1].contains(&b'\n');
-        return Err(Failure {
+        return Err(Box::new(Failure {
             what: format!(
                 "all {} bytes came back, but from byte {at} on they differ: {} instead of {}",
                 message.len(),
@@ -277,12 +280,14 @@ fn large_message(target: &Target, _stage: u8) -> Outcome {
                 "the reply should be the message itself: check the reverse function".to_string()
             },
             ..Failure::default()
-        });
+        }));
     }
-    if reply.end == ReplyEnd::TimedOut && wait < target.timeout * 2 {
-        return Err(target.out_of_time(client.port()));
+    let cut_short = wait < target.timeout * 2;
+    if reply.end == ReplyEnd::TimedOut && cut_short {
+        return Err(target.out_of_time(client.port()).into());
     }
-    Err(Failure {
+    Err(Box::new(Failure {
+        cause: silence(&reply, cut_short),
         what: format!(
             "{} of {} bytes came back ({:?})",
             reply.bytes.len(),
@@ -293,5 +298,5 @@ fn large_message(target: &Target, _stage: u8) -> Outcome {
                written, and read with a buffer of at least 100000 bytes"
             .to_string(),
         ..Failure::default()
-    })
+    }))
 }

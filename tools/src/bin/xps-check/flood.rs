@@ -73,7 +73,7 @@ pub(crate) fn blocking_send(target: &Target, stage: u8) -> Outcome {
         // lot before it reads is still a client to keep (stage 7 blocks in
         // send() on it, stage 8 buffers what send() cannot take yet), and
         // closing it is a bug: closing at once, or on EAGAIN at stage 8.
-        return Err(Failure {
+        return Err(Box::new(Failure {
             what: format!(
                 "the server closed the connection of a client that sends without reading, \
                  after {sent} bytes ({err}): the experiment could not run"
@@ -84,31 +84,33 @@ pub(crate) fn blocking_send(target: &Target, stage: u8) -> Outcome {
                    close a connection only when recv() returns 0 or fails"
                 .to_string(),
             ..Failure::default()
-        });
+        }));
     }
     let mut waiting = target.connect(target.ports() - 1)?;
     let ping = b"ping\n";
     let expected = expected_reply(ping);
     let _ = waiting.try_send(ping);
-    let mut reply = waiting.read_reply(expected.len(), target.wait(target.timeout));
+    let mut reply = target.read_reply(&mut waiting, expected.len(), target.wait(target.timeout));
     let served_at_once = reply.end == ReplyEnd::Complete;
     // Leave abruptly, as a killed client does: a server blocked in send()
     // to it gets an error instead of waiting on.
     flooder.reset();
     let after = target.timeout + AFTER_FLOOD_GRACE;
     if reply.end == ReplyEnd::TimedOut {
-        let rest = waiting.read_reply(expected.len() - reply.bytes.len(), target.wait(after));
+        let rest =
+            target.read_reply(&mut waiting, expected.len() - reply.bytes.len(), target.wait(after));
         reply.bytes.extend(rest.bytes);
         reply.end = rest.end;
     }
     if reply.end == ReplyEnd::Complete && reply.bytes != expected {
-        return Err(Failure {
+        return Err(Box::new(Failure {
             what: format!("wrong reply on port {}", waiting.port()),
             hint: hint_for(ping, &expected, &reply, target.timeout),
             sent: Some(ping.to_vec()),
             expected: Some(expected),
             got: Some(reply.bytes),
-        });
+            ..Failure::default()
+        }));
     }
     if reply.end != ReplyEnd::Complete {
         let how = match &reply.end {
@@ -116,7 +118,7 @@ pub(crate) fn blocking_send(target: &Target, stage: u8) -> Outcome {
             ReplyEnd::Failed(err) => format!("its connection failed: {err}"),
             _ => format!("no reply within {} after the flooding client left", secs(after)),
         };
-        return Err(Failure {
+        return Err(Box::new(Failure {
             what: format!("a client waiting on port {} was never served: {how}", waiting.port()),
             hint: "after the flooding client left, the waiting client was never served: does \
                    the server accept and read every client? And when send() fails because \
@@ -126,26 +128,27 @@ pub(crate) fn blocking_send(target: &Target, stage: u8) -> Outcome {
             sent: Some(ping.to_vec()),
             expected: Some(expected),
             got: Some(reply.bytes),
-        });
+            ..Failure::default()
+        }));
     }
     target.nothing_more([&mut waiting])?;
     match (stage, served_at_once) {
         (7, false) => Ok(Some(
-            "stalls while a client does not read: expected at this stage (stage 8 fixes it); \
-             the waiting client was served once that client left"
+            "stalls while a client does not read, as in Experiment 1: expected at this stage \
+             (stage 8 fixes it); the waiting client was served once that client left"
                 .to_string(),
         )),
         (7, true) => Ok(Some(
             "did not stall: your server already serves others while a client does not read"
                 .to_string(),
         )),
-        (_, false) => Err(Failure {
+        (_, false) => Err(Box::new(Failure {
             what: "a client that never reads stopped the server from serving another".to_string(),
             hint: "make connection sockets non-blocking, and when send() cannot write \
                    everything keep the rest and wait for EPOLLOUT"
                 .to_string(),
             ..Failure::default()
-        }),
+        })),
         (_, true) => Ok(None),
     }
 }

@@ -10,8 +10,10 @@
 //! It never starts a server, so it works on any implementation, in C or in
 //! Rust. It only talks to the host it is given, and every wait has a limit:
 //! one reply may take `--timeout`, one check [`CHECK_DEADLINE`] in all, so a
-//! server that never answers, or answers slowly, fails in seconds; it does
-//! not hang the check.
+//! server that answers slowly fails in seconds; it does not hang the check.
+//! When nothing listens, or the server never answers at all, the run stops
+//! at the first check that shows it: the others would only fail the same
+//! way, one timeout after another.
 
 mod checks;
 mod flood;
@@ -19,13 +21,13 @@ mod report;
 mod target;
 
 use checks::{CHECKS, Check, checks_for};
-use report::report;
+use report::{Tally, report, summary};
 use shared::cli::options_or_exit;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use target::{Failure, SLOW_HINT, Target, secs};
+use target::{Cause, Failure, SLOW_HINT, Target, nothing_listens, secs};
 
 /// How long one check may take in all (`--deadline` changes it). A right
 /// server on the same machine needs well under a second for the slowest.
@@ -49,10 +51,16 @@ Options:
   --timeout SECS   how long to wait for one reply (default 2, at most 60)
   --deadline SECS  how long one check may take in all (default 20, at most
                    600); a check that runs out of time fails
-  --json           one JSON object per check, then a summary object
+  --json           one JSON object per check (\"result\": \"pass\", \"note\" or
+                   \"fail\"), then a summary object
   -h, --help       print this help
 
-Exit status: 0 if every check passed, 1 if one failed, 2 for bad flags.";
+A NOTE is an observation, not a failure: the blocking-send stall at stage 7.
+The run stops early if nothing listens on any port, or if the server sends
+nothing at all: the remaining checks would only wait for it in turn.
+
+Exit status: 0 if no check failed, 1 if one failed or nothing listens, 2 for
+bad flags.";
 
 /// What the command line asks for.
 #[derive(Debug, Clone)]
@@ -198,21 +206,26 @@ fn main() -> ExitCode {
         let ports: Vec<String> = options.ports.iter().map(u16::to_string).collect();
         println!("checking stage {} on {} port {}", options.stage, options.host, ports.join(", "));
     }
-    let (mut passed, mut failed) = (0, 0);
-    for check in selected {
+    let mut tally = Tally::default();
+    let mut stopped = None;
+    // A silent server (it accepts, maybe reads, never answers) would make
+    // every check wait out its own --timeout, half a minute in all. So the
+    // run stops once the server has proved silent: a check got not one byte
+    // back, and the server had sent nothing before it either, since the run
+    // began or since the previous check, which it left unanswered too. The
+    // remaining checks could only wait for it in turn. (An overall time
+    // limit would be simpler, but it would also cut short a server that is
+    // slow yet answers: judging that is what each check's --deadline is for.)
+    let mut unanswered = true;
+    for (index, check) in selected.iter().enumerate() {
         let started = Instant::now();
-        let target = Target {
-            addrs: addrs.clone(),
-            timeout: options.timeout,
-            limit: options.deadline,
-            deadline: started + options.deadline,
-        };
+        let target = Target::new(addrs.clone(), options.timeout, options.deadline);
         let mut outcome = (check.run)(&target, options.stage);
         let took = started.elapsed();
         // Every wait of a check stops at its deadline, but a connect() or a
         // send() has its own limit: a check that passed late still fails.
         if outcome.is_ok() && took > options.deadline + Duration::from_secs(1) {
-            outcome = Err(Failure {
+            outcome = Err(Box::new(Failure {
                 what: format!(
                     "took {}, more than the {} a check may take",
                     secs(took),
@@ -220,17 +233,63 @@ fn main() -> ExitCode {
                 ),
                 hint: SLOW_HINT.to_string(),
                 ..Failure::default()
-            });
+            }));
         }
+        let cause = outcome.as_ref().err().map_or(Cause::Other, |failure| failure.cause);
+        let silent = cause == Cause::Silent && !target.heard_anything();
+        let left = selected.len() - index - 1;
+        let stop = match cause {
+            // Refused on one port: is anything listening anywhere?
+            Cause::Refused if nothing_listens(&addrs) => {
+                let at = listening_at(&options.host, &options.ports);
+                if tally.run() == 0 {
+                    // No server at all: one line says it better than a
+                    // failure per check.
+                    eprintln!(
+                        "xps-check: nothing is listening on {at} (connection refused): start \
+                         your server first, or pass --ports"
+                    );
+                    return ExitCode::FAILURE;
+                }
+                Some(format!(
+                    "nothing is listening on {at} any more (connection refused): has the \
+                     server exited? The other {left} checks were not run"
+                ))
+            }
+            _ if silent && unanswered => Some(format!(
+                "the server has not sent a single byte {} (each reply may take --timeout, {}): \
+                 the other {left} checks would only wait for it in turn, so they were not run; \
+                 if the server is only slow, raise --timeout",
+                if tally.run() == 0 { "since the run began" } else { "in the last two checks" },
+                secs(options.timeout)
+            )),
+            _ => None,
+        };
+        unanswered = silent;
         report(check, &outcome, took, &options, colour);
-        if outcome.is_ok() { passed += 1 } else { failed += 1 }
+        tally.count(&outcome);
+        if left > 0 && stop.is_some() {
+            tally.not_run = left;
+            stopped = stop;
+            break;
+        }
     }
-    if options.json {
-        println!("{{\"passed\":{passed},\"failed\":{failed}}}");
-    } else {
-        println!("{passed} passed, {failed} failed");
+    summary(&tally, stopped.as_deref(), options.json);
+    if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Where the server should be, as a person writes it: `127.0.0.1:8001`,
+/// `[::1]:8001`, `127.0.0.1 port 8001, 8002 or 8003`.
+fn listening_at(host: &str, ports: &[u16]) -> String {
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    match ports {
+        [port] => format!("{host}:{port}"),
+        [rest @ .., last] => {
+            let rest: Vec<String> = rest.iter().map(u16::to_string).collect();
+            format!("{host} port {} or {last}", rest.join(", "))
+        }
+        [] => host,
     }
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 #[cfg(test)]
@@ -245,5 +304,15 @@ mod tests {
         let mut addrs = vec![v6, v4, v4];
         ipv4_first(&mut addrs);
         assert_eq!(addrs, [v4, v6]);
+    }
+
+    #[test]
+    fn where_nothing_listens_reads_well() {
+        assert_eq!(listening_at("127.0.0.1", &[8001]), "127.0.0.1:8001");
+        assert_eq!(listening_at("::1", &[8001]), "[::1]:8001");
+        assert_eq!(
+            listening_at("localhost", &[8001, 8002, 8003]),
+            "localhost port 8001, 8002 or 8003"
+        );
     }
 }

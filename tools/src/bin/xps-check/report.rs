@@ -1,5 +1,5 @@
 //! Printing the results: one line per check (or one JSON object), with
-//! the bytes of a failure shown exactly.
+//! the bytes of a failure shown exactly, and the summary.
 
 use crate::Options;
 use crate::checks::Check;
@@ -47,8 +47,14 @@ pub(crate) fn report(
         if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
     };
     if options.json {
+        let result = match outcome {
+            Ok(None) => "pass",
+            Ok(Some(_)) => "note",
+            Err(_) => "fail",
+        };
+        // "passed" is true for a note too: a note does not fail the run.
         let mut line = format!(
-            "{{\"check\":{},\"passed\":{},\"seconds\":{:.3}",
+            "{{\"check\":{},\"result\":\"{result}\",\"passed\":{},\"seconds\":{:.3}",
             json_string(check.name),
             outcome.is_ok(),
             took.as_secs_f64()
@@ -96,4 +102,54 @@ pub(crate) fn report(
             }
         }
     }
+}
+
+/// How many checks passed, passed with a note, failed, or were not run.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) passed: usize,
+    pub(crate) notes: usize,
+    pub(crate) failed: usize,
+    pub(crate) not_run: usize,
+}
+
+impl Tally {
+    /// Counts one check's outcome.
+    pub(crate) fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Ok(None) => self.passed += 1,
+            Ok(Some(_)) => self.notes += 1,
+            Err(_) => self.failed += 1,
+        }
+    }
+
+    /// How many checks have run.
+    pub(crate) fn run(&self) -> usize {
+        self.passed + self.notes + self.failed
+    }
+}
+
+/// Prints why the run stopped early, if it did, then the counts: as text
+/// ("9 passed, 1 note, 0 failed") or as one JSON object.
+pub(crate) fn summary(tally: &Tally, stopped: Option<&str>, json: bool) {
+    let Tally { passed, notes, failed, not_run } = tally;
+    if json {
+        let mut line = format!(
+            "{{\"passed\":{passed},\"notes\":{notes},\"failed\":{failed},\"not_run\":{not_run}"
+        );
+        if let Some(reason) = stopped {
+            line += &format!(",\"stopped\":{}", json_string(reason));
+        }
+        println!("{line}}}");
+        return;
+    }
+    if let Some(reason) = stopped {
+        println!("stopped: {reason}");
+    }
+    let plural = if *notes == 1 { "" } else { "s" };
+    let mut line = format!("{passed} passed, {notes} note{plural}, {failed} failed");
+    if *not_run > 0 {
+        line += &format!(", {not_run} not run");
+    }
+    println!("{line}");
 }

@@ -4,8 +4,9 @@
 
 use shared::client::{Client, Reply, ReplyEnd};
 use shared::oracle::expected_reply;
-use std::io::Read as _;
-use std::net::SocketAddr;
+use std::io::{ErrorKind, Read as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long to listen for bytes after a check's last expected reply: a
@@ -21,10 +22,24 @@ pub(crate) struct Failure {
     pub(crate) expected: Option<Vec<u8>>,
     pub(crate) got: Option<Vec<u8>>,
     pub(crate) hint: String,
+    /// Whether the other checks would fail the same way (see `main`).
+    pub(crate) cause: Cause,
+}
+
+/// The kind of failure that may end the run early.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// Anything else: the other checks still run.
+    #[default]
+    Other,
+    /// Every address of a port refused the connection.
+    Refused,
+    /// A reply never began: not one byte came within `--timeout`.
+    Silent,
 }
 
 /// A check passes (perhaps with a remark) or fails.
-pub(crate) type Outcome = Result<Option<String>, Failure>;
+pub(crate) type Outcome = Result<Option<String>, Box<Failure>>;
 
 /// What a check that ran out of time suggests, when it cannot say more.
 pub(crate) const SLOW_HINT: &str = "every reply must come within --timeout, and each check finish within \
@@ -50,6 +65,8 @@ pub(crate) struct Target {
     pub(crate) limit: Duration,
     /// ...so when it must end.
     pub(crate) deadline: Instant,
+    /// Set once the server has sent this check any byte at all.
+    heard: AtomicBool,
 }
 
 impl Target {
@@ -68,26 +85,56 @@ impl Target {
         wait.min(self.left())
     }
 
+    /// A target for one check: `limit` from now to finish it.
+    pub(crate) fn new(addrs: Vec<Vec<SocketAddr>>, timeout: Duration, limit: Duration) -> Target {
+        Target {
+            addrs,
+            timeout,
+            limit,
+            deadline: Instant::now() + limit,
+            heard: AtomicBool::new(false),
+        }
+    }
+
+    /// True if the server has sent this check anything at all.
+    pub(crate) fn heard_anything(&self) -> bool {
+        self.heard.load(Ordering::Relaxed)
+    }
+
+    /// [`Client::read_reply`], noting whether the server sent anything.
+    pub(crate) fn read_reply(&self, client: &mut Client, len: usize, wait: Duration) -> Reply {
+        let reply = client.read_reply(len, wait);
+        if !reply.bytes.is_empty() {
+            self.heard.store(true, Ordering::Relaxed);
+        }
+        reply
+    }
+
     /// Connects to the `index`-th port (modulo their number), trying each
     /// of its addresses until one answers.
-    pub(crate) fn connect(&self, index: usize) -> Result<Client, Failure> {
+    pub(crate) fn connect(&self, index: usize) -> Result<Client, Box<Failure>> {
         let addrs = &self.addrs[index % self.addrs.len()];
         let mut errors = Vec::new();
+        let mut all_refused = true;
         for &addr in addrs {
             match Client::try_connect_to(addr) {
                 Ok(client) => return Ok(client),
-                Err(err) => errors.push(format!("{addr}: {err}")),
+                Err(err) => {
+                    all_refused &= err.kind() == ErrorKind::ConnectionRefused;
+                    errors.push(format!("{addr}: {err}"));
+                }
             }
         }
         let port = addrs.first().map_or(0, SocketAddr::port);
-        Err(Failure {
+        Err(Box::new(Failure {
             what: format!("cannot connect to {}", errors.join("; ")),
             hint: format!(
                 "is the server running, and listening on port {port}? (start it first; \
                  xps-check never starts one)"
             ),
+            cause: if all_refused { Cause::Refused } else { Cause::Other },
             ..Failure::default()
-        })
+        }))
     }
 
     /// The failure of a check whose time ran out while `port` owed a reply.
@@ -103,27 +150,28 @@ impl Target {
     }
 
     /// Sends `message` and checks that the reply is its reverse.
-    pub(crate) fn exchange(&self, client: &mut Client, message: &[u8]) -> Result<(), Failure> {
+    pub(crate) fn exchange(&self, client: &mut Client, message: &[u8]) -> Result<(), Box<Failure>> {
         let expected = expected_reply(message);
         if self.left().is_zero() {
-            return Err(self.out_of_time(client.port()));
+            return Err(self.out_of_time(client.port()).into());
         }
         if let Err(err) = client.try_send(message) {
-            return Err(Failure {
+            return Err(Box::new(Failure {
                 what: format!("send to port {} failed: {err}", client.port()),
                 sent: Some(message.to_vec()),
                 hint: "the server closed or reset the connection before this message: it \
                        should keep a client until the client leaves"
                     .to_string(),
                 ..Failure::default()
-            });
+            }));
         }
         let wait = self.wait(self.timeout);
-        let reply = client.read_reply(expected.len(), wait);
+        let reply = self.read_reply(client, expected.len(), wait);
         if reply.end == ReplyEnd::Complete && reply.bytes == expected {
             return Ok(());
         }
         let cut_short = reply.end == ReplyEnd::TimedOut && wait < self.timeout;
+        let cause = silence(&reply, cut_short);
         let (what, hint) = if cut_short {
             let failure = self.out_of_time(client.port());
             (failure.what, failure.hint)
@@ -133,13 +181,14 @@ impl Target {
                 hint_for(message, &expected, &reply, self.timeout),
             )
         };
-        Err(Failure {
+        Err(Box::new(Failure {
             what,
             hint,
             sent: Some(message.to_vec()),
             expected: Some(expected),
             got: Some(reply.bytes),
-        })
+            cause,
+        }))
     }
 
     /// After the last reply a check expects: fails if any of `clients`
@@ -152,7 +201,7 @@ impl Target {
         for client in clients {
             let extra = already_received(client);
             if !extra.is_empty() {
-                return Err(Failure {
+                return Err(Box::new(Failure {
                     what: format!(
                         "got {} extra bytes after the reply on port {}",
                         extra.len(),
@@ -164,11 +213,31 @@ impl Target {
                            a byte (a \\0, a \\n) to each reply?"
                         .to_string(),
                     ..Failure::default()
-                });
+                }));
             }
         }
         Ok(None)
     }
+}
+
+/// [`Cause::Silent`] if `reply` never began although the server had all of
+/// `--timeout` to send it (`cut_short` is false), else [`Cause::Other`].
+pub(crate) fn silence(reply: &Reply, cut_short: bool) -> Cause {
+    if reply.end == ReplyEnd::TimedOut && reply.bytes.is_empty() && !cut_short {
+        Cause::Silent
+    } else {
+        Cause::Other
+    }
+}
+
+/// True if every address of every port refuses a connection: nothing
+/// listens there at all (as opposed to a server that is slow to accept,
+/// or one port of several missing).
+pub(crate) fn nothing_listens(addrs: &[Vec<SocketAddr>]) -> bool {
+    addrs.iter().flatten().all(|addr| {
+        TcpStream::connect_timeout(addr, Duration::from_secs(1))
+            .is_err_and(|err| err.kind() == ErrorKind::ConnectionRefused)
+    })
 }
 
 /// What `client` has received and not read yet, read without waiting (a
@@ -251,15 +320,13 @@ mod tests {
         let open = listener.local_addr().unwrap();
         // A port nothing listens on: bound, then let go.
         let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
-        let target = Target {
-            addrs: vec![vec![closed, open]],
-            timeout: Duration::from_secs(1),
-            limit: CHECK_DEADLINE,
-            deadline: Instant::now() + CHECK_DEADLINE,
-        };
+        let target = Target::new(vec![vec![closed, open]], Duration::from_secs(1), CHECK_DEADLINE);
         assert!(target.connect(0).is_ok());
+        assert!(!nothing_listens(&target.addrs));
         let target = Target { addrs: vec![vec![closed]], ..target };
         let failure = target.connect(0).unwrap_err();
         assert!(failure.what.contains(&closed.to_string()), "{}", failure.what);
+        assert_eq!(failure.cause, Cause::Refused);
+        assert!(nothing_listens(&target.addrs));
     }
 }
