@@ -13,7 +13,8 @@
 //! * [`units`]: sizes such as `200M`, parsed and printed.
 //! * [`sender`]: the `sender` tool flooding a server, from a test.
 //! * [`pty`]: a program on a pseudo-terminal, prompting as for a person.
-//! * [`procfs`]: a process's open fds, memory and CPU time, from `/proc`.
+//! * [`procfs`]: a process's open fds, memory, CPU time and listening ports,
+//!   from `/proc`, and which process listens on a port.
 //! * [`robustness`]: faults, floods and hostile input, run against every
 //!   stage.
 //! * [`load`]: clients that keep a server busy in the background.
