@@ -1,6 +1,7 @@
 //! Running a stage binary under test: start it, read its log as it comes,
 //! signal it, and make sure it never outlives the test.
 
+use crate::procfs;
 use crate::wait::{POLL_INTERVAL, child_exit, wait_until};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
@@ -93,7 +94,10 @@ impl Exited {
 /// process if it is still running, so a failing test leaves nothing behind.
 #[derive(Debug)]
 pub struct Server {
-    child: Option<Child>,
+    child: Child,
+    /// Its exit status, once it has been reaped. After that its pid may
+    /// belong to another process, so it is never signalled again.
+    status: Option<ExitStatus>,
     stdout: Captured,
     stderr: Captured,
     readers: Vec<JoinHandle<()>>,
@@ -178,26 +182,47 @@ impl Server {
         if let Some(err) = child.stderr.take() {
             readers.push(stderr.drain(err, false, Arc::new(AtomicBool::new(false))));
         }
-        Server { child: Some(child), stdout, stderr, readers, output_paused, ports: Vec::new() }
+        Server { child, status: None, stdout, stderr, readers, output_paused, ports: Vec::new() }
     }
 
-    /// Waits until the log shows `n` "Server listening on port N" lines and
-    /// records the ports; panics with the log if that does not happen.
+    /// Waits until the process listens on `n` TCP ports (as `/proc` shows
+    /// them, not as its log says: any server will do) and records them, in
+    /// ascending order. Panics at once, with the exit status and what the
+    /// server printed, if it exits first; after [`START_TIMEOUT`] if it
+    /// never listens.
     pub fn wait_for_ports(&mut self, n: usize) -> Vec<u16> {
-        let found = wait_until(START_TIMEOUT, || self.listening_ports().len() >= n);
-        assert!(found, "server did not announce {n} ports:\n{}", self.stdout());
-        self.ports = self.listening_ports();
+        let pid = self.pid();
+        let mut ports = Vec::new();
+        let found = wait_until(START_TIMEOUT, || {
+            ports = procfs::listening_ports(pid).unwrap_or_default();
+            ports.len() >= n || !self.is_running()
+        });
+        if let Some(status) = self.status {
+            panic!(
+                "the server exited at start-up with {status}\nstderr:\n{}\nstdout:\n{}",
+                self.stderr.lock(),
+                self.stdout()
+            );
+        }
+        assert!(
+            found,
+            "the server did not listen on {n} ports within {START_TIMEOUT:?}:\n{}",
+            self.stdout()
+        );
+        self.ports = ports;
         self.ports.clone()
     }
 
-    /// The ports announced so far.
-    pub fn listening_ports(&self) -> Vec<u16> {
+    /// The ports the log has announced so far ("Server listening on port
+    /// N"), in the order it announced them. Only this workspace's servers
+    /// say it that way.
+    pub fn announced_ports(&self) -> Vec<u16> {
         parse_listening_ports(&self.stdout.lock())
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.child.id()
     }
 
     /// Everything printed on stdout so far.
@@ -215,9 +240,13 @@ impl Server {
         wait_until(timeout, || self.count(needle) >= n)
     }
 
-    /// True while the process has not exited.
+    /// True while the process has not exited. (Once it has, it is reaped
+    /// and its status kept.)
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status.is_none()
     }
 
     /// Stops reading the server's stdout, as a terminal paused with Ctrl+S
@@ -228,8 +257,12 @@ impl Server {
         self.output_paused.store(true, Ordering::Relaxed);
     }
 
-    /// Sends `signal` (such as `libc::SIGINT`) to the process.
+    /// Sends `signal` (such as `libc::SIGINT`) to the process. Panics if it
+    /// has exited and been reaped: its pid may name another process now.
     pub fn signal(&self, signal: libc::c_int) {
+        if let Some(status) = self.status {
+            panic!("cannot send signal {signal}: the server already exited with {status}");
+        }
         let pid = libc::pid_t::try_from(self.pid()).expect("pid fits in pid_t");
         // SAFETY: kill() takes no pointers; signalling our own child is safe.
         let ret = unsafe { libc::kill(pid, signal) };
@@ -249,7 +282,10 @@ impl Server {
 
     /// Waits up to `timeout` for the process to exit on its own.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        child_exit(self.child.as_mut()?, timeout)
+        if self.status.is_none() {
+            self.status = child_exit(&mut self.child, timeout);
+        }
+        self.status
     }
 
     /// Waits for the process to exit on its own (for servers that should
@@ -263,7 +299,6 @@ impl Server {
     }
 
     fn exited(mut self, status: ExitStatus, elapsed: Duration) -> Exited {
-        self.child = None;
         self.output_paused.store(false, Ordering::Relaxed);
         // The process is gone, so its pipes are closed and the readers end.
         for reader in self.readers.drain(..) {
@@ -275,9 +310,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
         self.output_paused.store(false, Ordering::Relaxed);
     }
@@ -298,6 +333,40 @@ pub fn parse_listening_ports(log: &str) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message of the panic `f` raises, or `None` if it returns.
+    fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> Option<String> {
+        let payload = std::panic::catch_unwind(f).err()?;
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn a_server_that_dies_at_start_up_fails_at_once_with_its_status_and_stderr() {
+        let started = Instant::now();
+        let message = panic_message(|| {
+            let mut server =
+                Server::spawn(Path::new("/bin/sh"), &["-c", "echo no luck >&2; exit 3"]);
+            server.wait_for_ports(1);
+        });
+        let message = message.expect("waiting for ports must fail");
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert!(message.contains("exited at start-up"), "{message}");
+        assert!(message.contains("exit status: 3"), "{message}");
+        assert!(message.contains("no luck"), "{message}");
+    }
+
+    #[test]
+    fn a_reaped_server_is_never_signalled() {
+        let mut server = Server::spawn(Path::new("/bin/sh"), &["-c", "exit 0"]);
+        assert!(wait_until(Duration::from_secs(5), || !server.is_running()));
+        // Its pid is free for the OS to give to another process now.
+        let message = panic_message(std::panic::AssertUnwindSafe(|| server.signal(libc::SIGTERM)));
+        let message = message.expect("signalling a reaped process must fail");
+        assert!(message.contains("already exited"), "{message}");
+    }
 
     #[test]
     fn listening_ports_are_read_from_the_log() {

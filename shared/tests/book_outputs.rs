@@ -226,8 +226,13 @@ impl NcSession {
 }
 
 /// Starts `stage` on four OS-chosen ports and waits until it is idle.
+/// Its ports are listed in the order the log announced them, which is the
+/// order the recordings number them 8001, 8002, ...
 fn start(stage: &str) -> Server {
-    let server = Server::start(&stage_binary(stage), 4);
+    let mut server = Server::start(&stage_binary(stage), 4);
+    let announced = server.wait_for_count("Server listening on port", 4, LOG_WAIT);
+    assert!(announced, "the ports were not announced:\n{}", server.stdout());
+    server.ports = server.announced_ports();
     settle(&server, 0);
     server
 }
