@@ -5,6 +5,13 @@
 //!   with a signal, and never leave it running (kill on drop).
 //! * [`client`]: TCP clients on 127.0.0.1 with deadlines on every wait.
 //! * [`oracle`]: the reply a correct server sends, and random messages.
+//! * [`stages`]: the stage table: what each stage replies and how it
+//!   behaves, one row each.
+//! * [`checks`]: the one list of checks, each returning what went wrong
+//!   instead of panicking; `xps-check`, the stage tests and the exercise
+//!   tool all run it.
+//! * [`harness`]: the checks as a stage crate's tests (`stage_tests!`),
+//!   against its binary or the one `XPS_BIN` names.
 //! * [`scenarios`]: the course's milestones and the official tester's
 //!   checks, written once and run against every stage.
 //! * [`wait`]: polling a condition until a deadline.
@@ -22,8 +29,10 @@
 //!   from 7 on.
 
 pub mod build;
+pub mod checks;
 pub mod cli;
 pub mod client;
+pub mod harness;
 pub mod load;
 pub mod oracle;
 pub mod procfs;
@@ -33,5 +42,6 @@ pub mod scenarios;
 pub mod sender;
 pub mod server;
 pub mod shutdown;
+pub mod stages;
 pub mod units;
 pub mod wait;

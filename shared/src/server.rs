@@ -191,6 +191,12 @@ impl Server {
     /// server printed, if it exits first; after [`START_TIMEOUT`] if it
     /// never listens.
     pub fn wait_for_ports(&mut self, n: usize) -> Vec<u16> {
+        self.try_wait_for_ports(n).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// [`Server::wait_for_ports`], returning what went wrong instead of
+    /// panicking.
+    pub fn try_wait_for_ports(&mut self, n: usize) -> Result<Vec<u16>, String> {
         let pid = self.pid();
         let mut ports = Vec::new();
         let found = wait_until(START_TIMEOUT, || {
@@ -198,19 +204,25 @@ impl Server {
             ports.len() >= n || !self.is_running()
         });
         if let Some(status) = self.status {
-            panic!(
+            return Err(format!(
                 "the server exited at start-up with {status}\nstderr:\n{}\nstdout:\n{}",
                 self.stderr.lock(),
                 self.stdout()
-            );
+            ));
         }
-        assert!(
-            found,
-            "the server did not listen on {n} ports within {START_TIMEOUT:?}:\n{}",
-            self.stdout()
-        );
+        if !found {
+            return Err(format!(
+                "the server did not listen on {n} ports within {START_TIMEOUT:?}:\n{}",
+                self.stdout()
+            ));
+        }
         self.ports = ports;
-        self.ports.clone()
+        Ok(self.ports.clone())
+    }
+
+    /// Everything printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().clone()
     }
 
     /// The ports the log has announced so far ("Server listening on port

@@ -15,39 +15,39 @@
 //! at the first check that shows it: the others would only fail the same
 //! way, one timeout after another.
 
-mod checks;
-mod flood;
 mod report;
-mod target;
 
-use checks::{CHECKS, Check, checks_for};
 use report::{Tally, report, summary};
+use shared::checks::target::nothing_listens;
+use shared::checks::{CHECK_DEADLINE, CHECKS, Cause, Check, REPLY_TIMEOUT, Run, run_wire, secs};
 use shared::cli::options_or_exit;
+use shared::stages::{self, Stage};
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use target::{Cause, Failure, SLOW_HINT, Target, nothing_listens, secs};
 
-/// How long one check may take in all (`--deadline` changes it). A right
-/// server on the same machine needs well under a second for the slowest.
-const CHECK_DEADLINE: Duration = Duration::from_secs(20);
-
-const USAGE: &str = "\
+/// The usage, with the stages this workspace has.
+fn usage() -> String {
+    let stages = stages::numbers_in_words();
+    format!(
+        "\
 Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME]
                  [--timeout SECS] [--deadline SECS] [--json]
-       xps-check --list [--stage N]
+       xps-check --list
 
-Checks the reverse server listening on HOST at PORTS against the milestones
-of stage N (6, 7 or 8) and prints one line per check.
+Checks the server listening on HOST at PORTS against the milestones of
+stage N ({stages}) and prints one line per check. The stage says what a
+right server replies (reversed up to stage 9, written back from stage 10)
+and how it behaves.
 
 Options:
-  --stage N        6, 7 or 8 (required, except with --list)
+  --stage N        {stages} (required, except with --list)
   --host HOST      where the server is (default 127.0.0.1; a name is tried
                    at each of its addresses, IPv4 first)
   --ports P1,...   its ports (default 8001,8002,8003,8004)
   --only NAME      run only this check (see --list)
-  --list           list the checks (of stage N, or all) and exit
+  --list           list the checks and exit
   --timeout SECS   how long to wait for one reply (default 2, at most 60)
   --deadline SECS  how long one check may take in all (default 20, at most
                    600); a check that runs out of time fails
@@ -55,17 +55,21 @@ Options:
                    \"fail\"), then a summary object
   -h, --help       print this help
 
-A NOTE is an observation, not a failure: the blocking-send stall at stage 7.
+A NOTE is an observation, not a failure: the flaw a stage's lesson is
+about, seen where that stage still has it (the blocking-send stall at
+stages 6 and 7).
 The run stops early if nothing listens on any port, or if the server sends
 nothing at all: the remaining checks would only wait for it in turn.
 
 Exit status: 0 if no check failed, 1 if one failed or nothing listens, 2 for
-bad flags.";
+bad flags."
+    )
+}
 
 /// What the command line asks for.
 #[derive(Debug, Clone)]
 struct Options {
-    stage: u8,
+    stage: Option<&'static Stage>,
     host: String,
     ports: Vec<u16>,
     only: Option<String>,
@@ -90,12 +94,12 @@ fn seconds(flag: &str, value: &str, max: f64) -> Result<Duration, String> {
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
-        stage: 0,
+        stage: None,
         host: "127.0.0.1".to_string(),
         ports: vec![8001, 8002, 8003, 8004],
         only: None,
         list: false,
-        timeout: Duration::from_secs(2),
+        timeout: REPLY_TIMEOUT,
         deadline: CHECK_DEADLINE,
         json: false,
     };
@@ -107,10 +111,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--list" => options.list = true,
             "--stage" => {
                 let stage = value()?;
-                options.stage = match stage.as_str() {
-                    "6" | "7" | "8" => stage.parse().unwrap_or_default(),
-                    _ => return Err(format!("--stage must be 6, 7 or 8, not '{stage}'")),
-                };
+                options.stage = stage.parse().ok().and_then(stages::stage);
+                if options.stage.is_none() {
+                    let stages = stages::numbers_in_words();
+                    return Err(format!("--stage must be {stages}, not '{stage}'"));
+                }
             }
             "--host" => options.host = value()?,
             "--ports" => {
@@ -126,8 +131,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             other => return Err(format!("unknown option '{other}'")),
         }
     }
-    if options.stage == 0 && !options.list {
-        return Err("--stage is required (6, 7 or 8): the checks depend on it".to_string());
+    if options.stage.is_none() && !options.list {
+        let stages = stages::numbers_in_words();
+        return Err(format!("--stage is required ({stages}): the checks depend on it"));
     }
     Ok(Some(options))
 }
@@ -155,32 +161,40 @@ fn resolve(host: &str, ports: &[u16]) -> Result<Vec<Vec<SocketAddr>>, String> {
         .collect()
 }
 
-/// Prints the checks of `stage`, or all of them (with the stages they
-/// belong to) when no stage was given.
-fn list(stage: u8) {
-    for check in CHECKS {
-        if stage == 0 && check.from_stage > 6 {
-            println!("{:<15} {} (from stage {})", check.name, check.about, check.from_stage);
-        } else if stage == 0 || stage >= check.from_stage {
-            println!("{:<15} {}", check.name, check.about);
-        }
+/// Prints the checks xps-check can run: those that only need the network.
+fn list() {
+    for (check, _) in wire_checks() {
+        println!("{:<15} {}", check.name, check.about);
     }
 }
 
+/// The checks that talk to a running server over TCP, with their code.
+fn wire_checks() -> impl Iterator<Item = (&'static Check, WireCheck)> {
+    CHECKS.iter().filter_map(|check| match check.run {
+        Run::Wire(run) => Some((check, run)),
+        // It starts the binary itself: xps-check never starts a server.
+        Run::Binary(_) => None,
+    })
+}
+
+/// The code of a wire check.
+type WireCheck = fn(&shared::checks::Target, &Stage) -> shared::checks::Outcome;
+
 fn main() -> ExitCode {
-    let options = match options_or_exit("xps-check", USAGE, parse_args(std::env::args().skip(1))) {
+    let parsed = parse_args(std::env::args().skip(1));
+    let options = match options_or_exit("xps-check", &usage(), parsed) {
         Ok(options) => options,
         Err(status) => return status,
     };
-    if options.list {
-        list(options.stage);
+    let Some(stage) = options.stage.filter(|_| !options.list) else {
+        list();
         return ExitCode::SUCCESS;
-    }
-    let selected: Vec<&Check> = checks_for(options.stage)
-        .filter(|check| options.only.as_deref().is_none_or(|only| only == check.name))
+    };
+    let selected: Vec<(&Check, WireCheck)> = wire_checks()
+        .filter(|(check, _)| options.only.as_deref().is_none_or(|only| only == check.name))
         .collect();
     if selected.is_empty() {
-        let names: Vec<_> = checks_for(options.stage).map(|c| c.name).collect();
+        let names: Vec<_> = wire_checks().map(|(check, _)| check.name).collect();
         eprintln!(
             "xps-check: no check named '{}'; there are: {}",
             options.only.as_deref().unwrap_or(""),
@@ -204,7 +218,13 @@ fn main() -> ExitCode {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     if !options.json {
         let ports: Vec<String> = options.ports.iter().map(u16::to_string).collect();
-        println!("checking stage {} on {} port {}", options.stage, options.host, ports.join(", "));
+        println!(
+            "checking stage {} ({}) on {} port {}",
+            stage.number,
+            stage.protocol.name(),
+            options.host,
+            ports.join(", ")
+        );
     }
     let mut tally = Tally::default();
     let mut stopped = None;
@@ -217,24 +237,10 @@ fn main() -> ExitCode {
     // limit would be simpler, but it would also cut short a server that is
     // slow yet answers: judging that is what each check's --deadline is for.)
     let mut unanswered = true;
-    for (index, check) in selected.iter().enumerate() {
+    for (index, (check, run)) in selected.iter().enumerate() {
         let started = Instant::now();
-        let target = Target::new(addrs.clone(), options.timeout, options.deadline);
-        let mut outcome = (check.run)(&target, options.stage);
+        let (outcome, target) = run_wire(*run, &addrs, stage, options.timeout, options.deadline);
         let took = started.elapsed();
-        // Every wait of a check stops at its deadline, but a connect() or a
-        // send() has its own limit: a check that passed late still fails.
-        if outcome.is_ok() && took > options.deadline + Duration::from_secs(1) {
-            outcome = Err(Box::new(Failure {
-                what: format!(
-                    "took {}, more than the {} a check may take",
-                    secs(took),
-                    secs(options.deadline)
-                ),
-                hint: SLOW_HINT.to_string(),
-                ..Failure::default()
-            }));
-        }
         let cause = outcome.as_ref().err().map_or(Cause::Other, |failure| failure.cause);
         let silent = cause == Cause::Silent && !target.heard_anything();
         let left = selected.len() - index - 1;

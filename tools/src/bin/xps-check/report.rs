@@ -2,21 +2,9 @@
 //! the bytes of a failure shown exactly, and the summary.
 
 use crate::Options;
-use crate::checks::Check;
-use crate::target::Outcome;
+use shared::checks::{Check, Outcome, show};
 use std::fmt::Write as _;
 use std::time::Duration;
-
-/// Shows bytes as a Rust-style string literal: readable, one line, exact.
-pub(crate) fn show(bytes: &[u8]) -> String {
-    const SHOWN: usize = 80;
-    let shown: String = bytes[..bytes.len().min(SHOWN)].escape_ascii().to_string();
-    if bytes.len() > SHOWN {
-        format!("\"{shown}\"... ({} bytes)", bytes.len())
-    } else {
-        format!("\"{shown}\"")
-    }
-}
 
 /// Escapes text for a JSON string.
 fn json_string(text: &str) -> String {

@@ -1,94 +1,16 @@
-//! The checks: their list (`CHECKS`), the stages they belong to, and the
-//! code of each, except the blocking-send experiment (in `flood`).
+//! The checks that only talk to a running server over TCP: the course
+//! tester's and this workspace's own. `xps-check` runs these against any
+//! server; the stage tests run them against each stage's binary.
 
-use crate::flood::blocking_send;
-use crate::report::show;
-use crate::target::{Failure, Outcome, Target, secs, silence};
-use shared::client::ReplyEnd;
-use shared::oracle::Rng;
+use crate::checks::target::{Failure, Outcome, Target, secs, show, silence};
+use crate::client::ReplyEnd;
+use crate::oracle::Rng;
+use crate::stages::Stage;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-/// One check: its name, a one-line description, the first stage it
-/// belongs to, and the code.
-pub(crate) struct Check {
-    pub(crate) name: &'static str,
-    pub(crate) about: &'static str,
-    pub(crate) from_stage: u8,
-    pub(crate) run: fn(&Target, u8) -> Outcome,
-}
-
-/// The checks, in the order they run. The blocking-send experiment goes
-/// last: on a blocking server it leaves the server busy for a moment. It
-/// belongs to stage 7 (an observation) and 8 (a check).
-pub(crate) const CHECKS: &[Check] = &[
-    Check {
-        name: "ports-reverse",
-        about: "every port accepts and reverses",
-        from_stage: 6,
-        run: ports_reverse,
-    },
-    Check {
-        name: "no-newline",
-        about: "a message without \\n is reversed whole",
-        from_stage: 6,
-        run: no_newline,
-    },
-    Check {
-        name: "lone-newline",
-        about: "a lone \\n comes back as \\n",
-        from_stage: 6,
-        run: lone_newline,
-    },
-    Check {
-        name: "random-strings",
-        about: "official check 1: 1000 random strings per port",
-        from_stage: 6,
-        run: random_strings,
-    },
-    Check {
-        name: "ten-clients",
-        about: "official check 2: ten clients at once on one port",
-        from_stage: 6,
-        run: ten_clients,
-    },
-    Check {
-        name: "error-handling",
-        about: "official check 3: a client leaves, the others are still served",
-        from_stage: 6,
-        run: error_handling,
-    },
-    Check {
-        name: "interleave",
-        about: "three clients on one port take turns",
-        from_stage: 6,
-        run: interleave,
-    },
-    Check {
-        name: "reset-client",
-        about: "a client that resets does not disturb the others",
-        from_stage: 6,
-        run: reset_client,
-    },
-    Check {
-        name: "large-message",
-        about: "a message near the 100000-byte buffer comes back exactly",
-        from_stage: 6,
-        run: large_message,
-    },
-    Check {
-        name: "blocking-send",
-        about: "a client that never reads: does everyone else wait?",
-        from_stage: 7,
-        run: blocking_send,
-    },
-];
-
-pub(crate) fn checks_for(stage: u8) -> impl Iterator<Item = &'static Check> {
-    CHECKS.iter().filter(move |check| stage >= check.from_stage)
-}
-
-fn ports_reverse(target: &Target, _stage: u8) -> Outcome {
+/// On every port, a client gets two messages answered.
+pub fn every_port(target: &Target, _stage: &Stage) -> Outcome {
     let mut clients = Vec::new();
     for index in 0..target.ports() {
         let mut client = target.connect(index)?;
@@ -100,20 +22,24 @@ fn ports_reverse(target: &Target, _stage: u8) -> Outcome {
     target.nothing_more(&mut clients)
 }
 
-fn no_newline(target: &Target, _stage: u8) -> Outcome {
+/// A message without a trailing `\n` is answered whole.
+pub fn no_newline(target: &Target, _stage: &Stage) -> Outcome {
     let mut client = target.connect(0)?;
     target.exchange(&mut client, b"abc")?;
     target.nothing_more([&mut client])
 }
 
-fn lone_newline(target: &Target, _stage: u8) -> Outcome {
+/// A lone `\n` is answered with a lone `\n`, and the next message too.
+pub fn lone_newline(target: &Target, _stage: &Stage) -> Outcome {
     let mut client = target.connect(0)?;
     target.exchange(&mut client, b"\n")?;
     target.exchange(&mut client, b"after\n")?;
     target.nothing_more([&mut client])
 }
 
-fn random_strings(target: &Target, _stage: u8) -> Outcome {
+/// The official tester's first check: 1000 random strings on each port,
+/// one at a time.
+pub fn random_strings(target: &Target, _stage: &Stage) -> Outcome {
     const PER_PORT: usize = 1000;
     let total = PER_PORT * target.ports();
     let started = Instant::now();
@@ -160,7 +86,9 @@ fn too_slow(done: usize, total: usize, took: Duration, limit: Duration) -> Failu
     }
 }
 
-fn ten_clients(target: &Target, _stage: u8) -> Outcome {
+/// The official tester's second check: ten clients on one port at once,
+/// each with its own message.
+pub fn ten_clients(target: &Target, _stage: &Stage) -> Outcome {
     let mut clients = Vec::new();
     for _ in 0..10 {
         clients.push(target.connect(0)?);
@@ -193,7 +121,9 @@ fn ten_clients(target: &Target, _stage: u8) -> Outcome {
     target.nothing_more(&mut clients)
 }
 
-fn error_handling(target: &Target, _stage: u8) -> Outcome {
+/// The official tester's third check: of two clients the first leaves;
+/// the second and a newcomer are still served.
+pub fn error_handling(target: &Target, _stage: &Stage) -> Outcome {
     let first = target.connect(0)?;
     let mut second = target.connect(0)?;
     target.exchange(&mut second, b"hello\n")?;
@@ -209,7 +139,8 @@ fn error_handling(target: &Target, _stage: u8) -> Outcome {
     target.nothing_more([&mut second, &mut newcomer])
 }
 
-fn interleave(target: &Target, _stage: u8) -> Outcome {
+/// Three clients on one port take turns, five rounds.
+pub fn interleave(target: &Target, _stage: &Stage) -> Outcome {
     let mut clients = Vec::new();
     for _ in 0..3 {
         clients.push(target.connect(0)?);
@@ -222,7 +153,8 @@ fn interleave(target: &Target, _stage: u8) -> Outcome {
     target.nothing_more(&mut clients)
 }
 
-fn reset_client(target: &Target, _stage: u8) -> Outcome {
+/// Clients that reset their connection mid-message disturb nobody else.
+pub fn reset_client(target: &Target, _stage: &Stage) -> Outcome {
     let mut bystander = target.connect(0)?;
     target.exchange(&mut bystander, b"before\n")?;
     for _ in 0..5 {
@@ -241,7 +173,9 @@ fn reset_client(target: &Target, _stage: u8) -> Outcome {
     target.nothing_more([&mut bystander, &mut newcomer])
 }
 
-fn large_message(target: &Target, _stage: u8) -> Outcome {
+/// A message of 100,000 bytes, near the size of the server's buffer,
+/// comes back exactly.
+pub fn large_message(target: &Target, _stage: &Stage) -> Outcome {
     // TCP may deliver a large message in several pieces, and the server
     // reverses each piece on its own. Here that does not matter: every
     // piece is 'x's, which read the same backwards, and only the last one

@@ -1,9 +1,9 @@
 //! The blocking-send check: one client floods the server and never reads,
 //! while another waits to be served.
 
-use crate::target::{Failure, Outcome, Target, hint_for, secs};
-use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
-use shared::oracle::expected_reply;
+use crate::checks::target::{Failure, Outcome, Target, hint_for, secs};
+use crate::client::{Client, IO_TIMEOUT, ReplyEnd};
+use crate::stages::{SendModel, Stage};
 use std::io::{ErrorKind, Write as _};
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,10 @@ fn flood(
     (sent, end)
 }
 
-pub(crate) fn blocking_send(target: &Target, stage: u8) -> Outcome {
+/// Stage 7's Experiment 1: one client floods and never reads, another
+/// asks to be served. A server that blocks in `send()` passes with a note
+/// where the stage's row says it blocks, and fails where it says it buffers.
+pub fn blocking_send(target: &Target, stage: &Stage) -> Outcome {
     // Flood until our sends stall (a blocking server is stuck in send()) or
     // for a few seconds (a non-blocking server may keep reading), then see
     // whether another client is served while the flooder still hangs on,
@@ -88,7 +91,7 @@ pub(crate) fn blocking_send(target: &Target, stage: u8) -> Outcome {
     }
     let mut waiting = target.connect(target.ports() - 1)?;
     let ping = b"ping\n";
-    let expected = expected_reply(ping);
+    let expected = target.protocol.reply(ping);
     let _ = waiting.try_send(ping);
     let mut reply = target.read_reply(&mut waiting, expected.len(), target.wait(target.timeout));
     let served_at_once = reply.end == ReplyEnd::Complete;
@@ -105,7 +108,7 @@ pub(crate) fn blocking_send(target: &Target, stage: u8) -> Outcome {
     if reply.end == ReplyEnd::Complete && reply.bytes != expected {
         return Err(Box::new(Failure {
             what: format!("wrong reply on port {}", waiting.port()),
-            hint: hint_for(ping, &expected, &reply, target.timeout),
+            hint: hint_for(target.protocol, ping, &expected, &reply, target.timeout),
             sent: Some(ping.to_vec()),
             expected: Some(expected),
             got: Some(reply.bytes),
@@ -132,23 +135,23 @@ pub(crate) fn blocking_send(target: &Target, stage: u8) -> Outcome {
         }));
     }
     target.nothing_more([&mut waiting])?;
-    match (stage, served_at_once) {
-        (7, false) => Ok(Some(
+    match (stage.send_model, served_at_once) {
+        (SendModel::Blocks, false) => Ok(Some(
             "stalls while a client does not read, as in Experiment 1: expected at this stage \
              (stage 8 fixes it); the waiting client was served once that client left"
                 .to_string(),
         )),
-        (7, true) => Ok(Some(
+        (SendModel::Blocks, true) => Ok(Some(
             "did not stall: your server already serves others while a client does not read"
                 .to_string(),
         )),
-        (_, false) => Err(Box::new(Failure {
+        (SendModel::Buffers, false) => Err(Box::new(Failure {
             what: "a client that never reads stopped the server from serving another".to_string(),
             hint: "make connection sockets non-blocking, and when send() cannot write \
                    everything keep the rest and wait for EPOLLOUT"
                 .to_string(),
             ..Failure::default()
         })),
-        (_, true) => Ok(None),
+        (SendModel::Buffers, true) => Ok(None),
     }
 }

@@ -2,8 +2,8 @@
 //! within a check's deadline, and why a check failed (`Failure`), with the
 //! usual cause of a wrong reply.
 
-use shared::client::{Client, Reply, ReplyEnd};
-use shared::oracle::expected_reply;
+use crate::client::{Client, Reply, ReplyEnd};
+use crate::stages::Protocol;
 use std::io::{ErrorKind, Read as _};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,19 +16,42 @@ const EXTRA_WAIT: Duration = Duration::from_millis(50);
 /// Why a check failed: what was sent, what a right server replies, what
 /// came back, and what that usually means.
 #[derive(Debug, Default)]
-pub(crate) struct Failure {
-    pub(crate) what: String,
-    pub(crate) sent: Option<Vec<u8>>,
-    pub(crate) expected: Option<Vec<u8>>,
-    pub(crate) got: Option<Vec<u8>>,
-    pub(crate) hint: String,
+pub struct Failure {
+    /// What went wrong, in one line.
+    pub what: String,
+    /// The message sent, if one was.
+    pub sent: Option<Vec<u8>>,
+    /// What a right server replies to it.
+    pub expected: Option<Vec<u8>>,
+    /// What came back.
+    pub got: Option<Vec<u8>>,
+    /// The usual cause of this failure.
+    pub hint: String,
     /// Whether the other checks would fail the same way (see `main`).
-    pub(crate) cause: Cause,
+    pub cause: Cause,
+}
+
+impl Failure {
+    /// A failure with no bytes to show: what went wrong, and the usual
+    /// cause.
+    pub fn new(what: impl Into<String>, hint: impl Into<String>) -> Box<Failure> {
+        Box::new(Failure { what: what.into(), hint: hint.into(), ..Failure::default() })
+    }
+}
+
+/// `Ok` if `condition` holds, else a [`Failure`] saying `what` (made only
+/// when needed) with `hint`: the `assert!` of a check.
+pub fn ensure(
+    condition: bool,
+    what: impl FnOnce() -> String,
+    hint: &str,
+) -> Result<(), Box<Failure>> {
+    if condition { Ok(()) } else { Err(Failure::new(what(), hint)) }
 }
 
 /// The kind of failure that may end the run early.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cause {
+pub enum Cause {
     /// Anything else: the other checks still run.
     #[default]
     Other,
@@ -39,70 +62,90 @@ pub(crate) enum Cause {
 }
 
 /// A check passes (perhaps with a remark) or fails.
-pub(crate) type Outcome = Result<Option<String>, Box<Failure>>;
+pub type Outcome = Result<Option<String>, Box<Failure>>;
 
 /// What a check that ran out of time suggests, when it cannot say more.
-pub(crate) const SLOW_HINT: &str = "every reply must come within --timeout, and each check finish within \
+pub const SLOW_HINT: &str = "every reply must come within --timeout, and each check finish within \
                          --deadline: is the server slow on every message? About 40 ms a reply \
                          is Nagle's algorithm holding back the second send() of a reply until \
                          the client's delayed ACK: send each reply with one send() (or set \
                          TCP_NODELAY)";
 
+/// Shows bytes as a Rust-style string literal: readable, one line, exact.
+pub fn show(bytes: &[u8]) -> String {
+    const SHOWN: usize = 80;
+    let shown: String = bytes[..bytes.len().min(SHOWN)].escape_ascii().to_string();
+    if bytes.len() > SHOWN {
+        format!("\"{shown}\"... ({} bytes)", bytes.len())
+    } else {
+        format!("\"{shown}\"")
+    }
+}
+
 /// A duration as a person writes it: "20 s", "0.5 s", "21.37 s".
-pub(crate) fn secs(duration: Duration) -> String {
+pub fn secs(duration: Duration) -> String {
     format!("{} s", (duration.as_secs_f64() * 100.0).round() / 100.0)
 }
 
 /// Where and how to talk to the server under check, and until when: each
 /// check gets its own, with its own deadline.
 #[derive(Debug)]
-pub(crate) struct Target {
+pub struct Target {
     /// For each port, the addresses to try in turn (IPv4 first).
-    pub(crate) addrs: Vec<Vec<SocketAddr>>,
+    pub addrs: Vec<Vec<SocketAddr>>,
     /// How long one reply may take.
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
     /// How long the whole check may take...
-    pub(crate) limit: Duration,
+    pub limit: Duration,
     /// ...so when it must end.
-    pub(crate) deadline: Instant,
+    pub deadline: Instant,
+    /// What a right server replies.
+    pub protocol: Protocol,
     /// Set once the server has sent this check any byte at all.
     heard: AtomicBool,
 }
 
 impl Target {
     /// How many ports there are.
-    pub(crate) fn ports(&self) -> usize {
+    pub fn ports(&self) -> usize {
         self.addrs.len()
     }
 
     /// The time left before the check's deadline.
-    pub(crate) fn left(&self) -> Duration {
+    pub fn left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
     /// `wait`, or less if the check's deadline comes first.
-    pub(crate) fn wait(&self, wait: Duration) -> Duration {
+    pub fn wait(&self, wait: Duration) -> Duration {
         wait.min(self.left())
     }
 
-    /// A target for one check: `limit` from now to finish it.
-    pub(crate) fn new(addrs: Vec<Vec<SocketAddr>>, timeout: Duration, limit: Duration) -> Target {
+    /// A target for one check: `limit` from now to finish it, replies as
+    /// `protocol` says.
+    pub fn new(
+        addrs: Vec<Vec<SocketAddr>>,
+        protocol: Protocol,
+        timeout: Duration,
+        limit: Duration,
+    ) -> Target {
         Target {
             addrs,
             timeout,
             limit,
             deadline: Instant::now() + limit,
+            protocol,
             heard: AtomicBool::new(false),
         }
     }
 
     /// True if the server has sent this check anything at all.
-    pub(crate) fn heard_anything(&self) -> bool {
+    pub fn heard_anything(&self) -> bool {
         self.heard.load(Ordering::Relaxed)
     }
 
     /// [`Client::read_reply`], noting whether the server sent anything.
-    pub(crate) fn read_reply(&self, client: &mut Client, len: usize, wait: Duration) -> Reply {
+    pub fn read_reply(&self, client: &mut Client, len: usize, wait: Duration) -> Reply {
         let reply = client.read_reply(len, wait);
         if !reply.bytes.is_empty() {
             self.heard.store(true, Ordering::Relaxed);
@@ -112,7 +155,7 @@ impl Target {
 
     /// Connects to the `index`-th port (modulo their number), trying each
     /// of its addresses until one answers.
-    pub(crate) fn connect(&self, index: usize) -> Result<Client, Box<Failure>> {
+    pub fn connect(&self, index: usize) -> Result<Client, Box<Failure>> {
         let addrs = &self.addrs[index % self.addrs.len()];
         let mut errors = Vec::new();
         let mut all_refused = true;
@@ -138,7 +181,7 @@ impl Target {
     }
 
     /// The failure of a check whose time ran out while `port` owed a reply.
-    pub(crate) fn out_of_time(&self, port: u16) -> Failure {
+    pub fn out_of_time(&self, port: u16) -> Failure {
         Failure {
             what: format!(
                 "out of time: a check may take {} in all, and port {port} had not replied yet",
@@ -149,9 +192,9 @@ impl Target {
         }
     }
 
-    /// Sends `message` and checks that the reply is its reverse.
-    pub(crate) fn exchange(&self, client: &mut Client, message: &[u8]) -> Result<(), Box<Failure>> {
-        let expected = expected_reply(message);
+    /// Sends `message` and checks that the reply is the protocol's.
+    pub fn exchange(&self, client: &mut Client, message: &[u8]) -> Result<(), Box<Failure>> {
+        let expected = self.protocol.reply(message);
         if self.left().is_zero() {
             return Err(self.out_of_time(client.port()).into());
         }
@@ -178,7 +221,7 @@ impl Target {
         } else {
             (
                 format!("wrong reply on port {}", client.port()),
-                hint_for(message, &expected, &reply, self.timeout),
+                hint_for(self.protocol, message, &expected, &reply, self.timeout),
             )
         };
         Err(Box::new(Failure {
@@ -193,10 +236,7 @@ impl Target {
 
     /// After the last reply a check expects: fails if any of `clients`
     /// receives anything more within [`EXTRA_WAIT`].
-    pub(crate) fn nothing_more<'a>(
-        &self,
-        clients: impl IntoIterator<Item = &'a mut Client>,
-    ) -> Outcome {
+    pub fn nothing_more<'a>(&self, clients: impl IntoIterator<Item = &'a mut Client>) -> Outcome {
         std::thread::sleep(EXTRA_WAIT);
         for client in clients {
             let extra = already_received(client);
@@ -222,7 +262,7 @@ impl Target {
 
 /// [`Cause::Silent`] if `reply` never began although the server had all of
 /// `--timeout` to send it (`cut_short` is false), else [`Cause::Other`].
-pub(crate) fn silence(reply: &Reply, cut_short: bool) -> Cause {
+pub fn silence(reply: &Reply, cut_short: bool) -> Cause {
     if reply.end == ReplyEnd::TimedOut && reply.bytes.is_empty() && !cut_short {
         Cause::Silent
     } else {
@@ -233,7 +273,7 @@ pub(crate) fn silence(reply: &Reply, cut_short: bool) -> Cause {
 /// True if every address of every port refuses a connection: nothing
 /// listens there at all (as opposed to a server that is slow to accept,
 /// or one port of several missing).
-pub(crate) fn nothing_listens(addrs: &[Vec<SocketAddr>]) -> bool {
+pub fn nothing_listens(addrs: &[Vec<SocketAddr>]) -> bool {
     addrs.iter().flatten().all(|addr| {
         TcpStream::connect_timeout(addr, Duration::from_secs(1))
             .is_err_and(|err| err.kind() == ErrorKind::ConnectionRefused)
@@ -260,7 +300,8 @@ fn already_received(client: &Client) -> Vec<u8> {
 }
 
 /// The usual cause of a wrong reply, guessed from its shape.
-pub(crate) fn hint_for(
+pub fn hint_for(
+    protocol: Protocol,
     message: &[u8],
     expected: &[u8],
     reply: &Reply,
@@ -288,6 +329,19 @@ pub(crate) fn hint_for(
     if let Some((_, rest)) = all_but_last.split_last_mut() {
         rest.reverse();
     }
+    if protocol == Protocol::WriteBack {
+        return if got.as_slice() == Protocol::Reverse.reply(message) && got != expected {
+            "the reply is the message reversed: from stage 10 the server writes back what it \
+             received, unchanged"
+                .to_string()
+        } else if got.len() < expected.len() {
+            format!("only {} of {} bytes came back", got.len(), expected.len())
+        } else {
+            "the bytes differ from the message: a write-back server sends each chunk back \
+             exactly as it came"
+                .to_string()
+        };
+    }
     if got.as_slice() == message && message != expected {
         "the reply is the message itself: the server echoes instead of reversing".to_string()
     } else if message.ends_with(b"\n") && got == &fully_reversed {
@@ -311,7 +365,7 @@ pub(crate) fn hint_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CHECK_DEADLINE;
+    use crate::checks::CHECK_DEADLINE;
     use std::net::{Ipv4Addr, TcpListener};
 
     #[test]
@@ -320,7 +374,12 @@ mod tests {
         let open = listener.local_addr().unwrap();
         // A port nothing listens on: bound, then let go.
         let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
-        let target = Target::new(vec![vec![closed, open]], Duration::from_secs(1), CHECK_DEADLINE);
+        let target = Target::new(
+            vec![vec![closed, open]],
+            Protocol::Reverse,
+            Duration::from_secs(1),
+            CHECK_DEADLINE,
+        );
         assert!(target.connect(0).is_ok());
         assert!(!nothing_listens(&target.addrs));
         let target = Target { addrs: vec![vec![closed]], ..target };

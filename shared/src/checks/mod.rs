@@ -1,0 +1,237 @@
+//! One list of checks, run three ways: by `xps-check` against any running
+//! server, by every stage crate's tests against that stage's binary (one
+//! `#[test]` each, see [`stage_tests!`](crate::stage_tests)), and by the
+//! exercise tool against a learner's crate.
+//!
+//! A check never panics on a wrong server: it returns an [`Outcome`] that
+//! says what was sent, what a right server replies, what came back and the
+//! usual cause ([`Failure`]). Every wait in it has a deadline.
+//!
+//! Every check runs at every stage: the stage's row in the table
+//! ([`Stage`]) tells it what is right there (reverse or write-back, whether
+//! a client that never reads may block the server, ...). A stage that
+//! shows the flaw its lesson is about passes with a note.
+
+pub mod cli;
+pub mod flood;
+pub mod target;
+pub mod wire;
+
+use crate::stages::Stage;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+pub use target::{Cause, Failure, Outcome, SLOW_HINT, Target, ensure, secs, show};
+
+/// How long one check may take in all, unless told otherwise. A right
+/// server on the same machine needs well under a second for the slowest.
+pub const CHECK_DEADLINE: Duration = Duration::from_secs(20);
+
+/// How long one reply may take, unless told otherwise.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Which kind of check it is: who wrote it, and what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// The course's official tester.
+    Tester,
+    /// This workspace's own, over TCP only.
+    Wire,
+    /// Starts the binary itself, to see what `/proc` says of it: fds,
+    /// memory, CPU, under floods and limits.
+    Process,
+    /// The command line every stage binary shares: flags, ports that
+    /// cannot be opened.
+    Cli,
+    /// SIGINT and SIGTERM.
+    Shutdown,
+    /// Reads this workspace's own log lines, so it runs only against the
+    /// workspace's own binaries.
+    Log,
+}
+
+/// How a check runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Run {
+    /// Over TCP only, against a server that is already running: any
+    /// server, anywhere `xps-check` can reach.
+    Wire(fn(&Target, &Stage) -> Outcome),
+    /// Starts the binary itself, as many times as it needs.
+    Binary(fn(&Subject<'_>) -> Outcome),
+}
+
+/// The binary a [`Run::Binary`] check starts, and what it should be.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The executable.
+    pub binary: &'a Path,
+    /// The stage it should behave as.
+    pub stage: &'a Stage,
+    /// True for this workspace's own binary, whose log lines are known.
+    pub own: bool,
+    /// What `--version` should print, where that is known
+    /// (`stage07 0.1.0`).
+    pub version: Option<&'a str>,
+}
+
+/// One check.
+#[derive(Debug)]
+pub struct Check {
+    /// Its name, for `--only` and `cargo test NAME` (with `_` for `-`).
+    pub name: &'static str,
+    /// What it checks, in one line.
+    pub about: &'static str,
+    /// Who wrote it and what it needs.
+    pub group: Group,
+    /// Its code.
+    pub run: Run,
+}
+
+/// Every check, in the order they run. The blocking-send experiment goes
+/// last among the wire checks: on a blocking server it leaves the server
+/// busy for a moment.
+pub const CHECKS: &[Check] = &[
+    Check {
+        name: "every-port",
+        about: "every port accepts and replies",
+        group: Group::Wire,
+        run: Run::Wire(wire::every_port),
+    },
+    Check {
+        name: "no-newline",
+        about: "a message without \\n is answered whole",
+        group: Group::Wire,
+        run: Run::Wire(wire::no_newline),
+    },
+    Check {
+        name: "lone-newline",
+        about: "a lone \\n comes back as \\n",
+        group: Group::Wire,
+        run: Run::Wire(wire::lone_newline),
+    },
+    Check {
+        name: "random-strings",
+        about: "official check: 1000 random strings per port",
+        group: Group::Tester,
+        run: Run::Wire(wire::random_strings),
+    },
+    Check {
+        name: "ten-clients",
+        about: "official check: ten clients at once on one port",
+        group: Group::Tester,
+        run: Run::Wire(wire::ten_clients),
+    },
+    Check {
+        name: "error-handling",
+        about: "official check: a client leaves, the others are still served",
+        group: Group::Tester,
+        run: Run::Wire(wire::error_handling),
+    },
+    Check {
+        name: "interleave",
+        about: "three clients on one port take turns",
+        group: Group::Wire,
+        run: Run::Wire(wire::interleave),
+    },
+    Check {
+        name: "reset-client",
+        about: "a client that resets does not disturb the others",
+        group: Group::Wire,
+        run: Run::Wire(wire::reset_client),
+    },
+    Check {
+        name: "large-message",
+        about: "a message near the 100000-byte buffer comes back exactly",
+        group: Group::Wire,
+        run: Run::Wire(wire::large_message),
+    },
+    Check {
+        name: "blocking-send",
+        about: "a client that never reads: does everyone else wait?",
+        group: Group::Wire,
+        run: Run::Wire(flood::blocking_send),
+    },
+    Check {
+        name: "port-in-use",
+        about: "a port that is taken is logged and skipped; the others serve",
+        group: Group::Cli,
+        run: Run::Binary(cli::port_in_use),
+    },
+    Check {
+        name: "no-port-at-all",
+        about: "with no port to listen on, the server exits with a failure and says why",
+        group: Group::Cli,
+        run: Run::Binary(cli::no_port_at_all),
+    },
+    Check {
+        name: "bad-flags",
+        about: "a bad flag: one line and the usage, status 2; --help and --version work",
+        group: Group::Cli,
+        run: Run::Binary(cli::bad_flags),
+    },
+];
+
+/// The check named `name`.
+pub fn find(name: &str) -> Option<&'static Check> {
+    CHECKS.iter().find(|check| check.name == name)
+}
+
+/// Runs a wire check against `addrs` (for each port, the addresses to try)
+/// as stage `stage`, each reply within `timeout`, the whole check within
+/// `deadline`. A check that passed but took longer than its deadline (a
+/// `connect()` or a `send()` has a limit of its own) fails all the same.
+pub fn run_wire(
+    check: fn(&Target, &Stage) -> Outcome,
+    addrs: &[Vec<SocketAddr>],
+    stage: &Stage,
+    timeout: Duration,
+    deadline: Duration,
+) -> (Outcome, Target) {
+    let started = Instant::now();
+    let target = Target::new(addrs.to_vec(), stage.protocol, timeout, deadline);
+    let mut outcome = check(&target, stage);
+    let took = started.elapsed();
+    if outcome.is_ok() && took > deadline + Duration::from_secs(1) {
+        outcome = Err(Box::new(Failure {
+            what: format!("took {}, more than the {} a check may take", secs(took), secs(deadline)),
+            hint: SLOW_HINT.to_string(),
+            ..Failure::default()
+        }));
+    }
+    (outcome, target)
+}
+
+/// A failure as text: what happened, the bytes, the hint.
+pub fn describe(failure: &Failure) -> String {
+    let mut text = failure.what.clone();
+    for (label, bytes) in
+        [("sent", &failure.sent), ("expected", &failure.expected), ("got", &failure.got)]
+    {
+        if let Some(bytes) = bytes {
+            text += &format!("\n{label:<9} {}", show(bytes));
+        }
+    }
+    if !failure.hint.is_empty() {
+        text += &format!("\nhint: {}", failure.hint);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_make_test_names() {
+        for (i, check) in CHECKS.iter().enumerate() {
+            assert!(
+                check.name.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{}",
+                check.name
+            );
+            assert!(CHECKS[..i].iter().all(|other| other.name != check.name), "{}", check.name);
+        }
+        assert!(find("random-strings").is_some());
+        assert!(find("nope").is_none());
+    }
+}
