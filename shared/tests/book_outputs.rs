@@ -435,21 +435,6 @@ const VARYING: &[&str] = &["tools/sender-stall.txt"];
 /// Makes the text of one recorded file.
 type Recorder = fn() -> String;
 
-/// Every recorded file, by its path under `book/src`, and what makes it.
-const RECORDINGS: &[(&str, Recorder)] = &[
-    ("setup/help.txt", setup_help),
-    ("stage06/milestone-server.txt", stage06_milestone_server),
-    ("stage06/milestone-nc.txt", stage06_milestone_nc),
-    ("stage06/debug-one-client.txt", stage06_debug),
-    ("stage07/milestone1-tests.txt", stage07_milestone1),
-    ("stage07/milestone2-server.txt", stage07_milestone_server),
-    ("stage07/milestone2-nc.txt", stage07_milestone_nc),
-    ("stage07/debug-one-client.txt", stage07_debug),
-    ("stage07/shutdown-debug.txt", stage07_shutdown),
-    ("tools/sender-stall.txt", sender_stall),
-    ("tools/sender-interactive.txt", sender_interactive),
-];
-
 fn bless() -> bool {
     std::env::var_os("XPS_BLESS").is_some_and(|value| value == "1")
 }
@@ -481,8 +466,14 @@ fn check(name: &str) {
     }
 }
 
-macro_rules! recorded {
-    ($($test:ident => $name:literal,)*) => {
+/// Lists every recorded file once: its test, its path under `book/src`,
+/// and what makes it. From that one list come `RECORDINGS`, a test per
+/// file, and a test that no `.txt` under `book/src` is left unrecorded.
+macro_rules! recordings {
+    ($($test:ident: $name:literal => $make:expr,)*) => {
+        /// Every recorded file, by its path under `book/src`, and what makes it.
+        const RECORDINGS: &[(&str, Recorder)] = &[$(($name, $make)),*];
+
         $(
             #[test]
             fn $test() {
@@ -490,18 +481,17 @@ macro_rules! recorded {
             }
         )*
 
-        /// Every recording has a test, and every `.txt` under `book/src` is
-        /// a recording (none is left behind, unchecked, after a rename).
+        /// Every `.txt` under `book/src` is a recording (none is left
+        /// behind, unchecked, after a rename).
         #[test]
         fn every_output_file_is_recorded() {
-            let tested = [$($name),*];
-            for (name, _) in RECORDINGS {
-                assert!(tested.contains(name), "{name} has no test");
-            }
             let mut found = Vec::new();
             collect_txt(&book_src(), &book_src(), &mut found);
             for name in &found {
-                assert!(tested.contains(&name.as_str()), "book/src/{name} is not produced by any recording");
+                assert!(
+                    RECORDINGS.iter().any(|(recorded, _)| recorded == name),
+                    "book/src/{name} is not produced by any recording"
+                );
             }
         }
     };
@@ -521,18 +511,18 @@ fn collect_txt(root: &Path, dir: &Path, found: &mut Vec<String>) {
     }
 }
 
-recorded! {
-    setup_help_txt => "setup/help.txt",
-    stage06_milestone_server_txt => "stage06/milestone-server.txt",
-    stage06_milestone_nc_txt => "stage06/milestone-nc.txt",
-    stage06_debug_one_client_txt => "stage06/debug-one-client.txt",
-    stage07_milestone1_tests_txt => "stage07/milestone1-tests.txt",
-    stage07_milestone2_server_txt => "stage07/milestone2-server.txt",
-    stage07_milestone2_nc_txt => "stage07/milestone2-nc.txt",
-    stage07_debug_one_client_txt => "stage07/debug-one-client.txt",
-    stage07_shutdown_debug_txt => "stage07/shutdown-debug.txt",
-    tools_sender_stall_txt => "tools/sender-stall.txt",
-    tools_sender_interactive_txt => "tools/sender-interactive.txt",
+recordings! {
+    setup_help_txt: "setup/help.txt" => setup_help,
+    stage06_milestone_server_txt: "stage06/milestone-server.txt" => stage06_milestone_server,
+    stage06_milestone_nc_txt: "stage06/milestone-nc.txt" => stage06_milestone_nc,
+    stage06_debug_one_client_txt: "stage06/debug-one-client.txt" => stage06_debug,
+    stage07_milestone1_tests_txt: "stage07/milestone1-tests.txt" => stage07_milestone1,
+    stage07_milestone2_server_txt: "stage07/milestone2-server.txt" => stage07_milestone_server,
+    stage07_milestone2_nc_txt: "stage07/milestone2-nc.txt" => stage07_milestone_nc,
+    stage07_debug_one_client_txt: "stage07/debug-one-client.txt" => stage07_debug,
+    stage07_shutdown_debug_txt: "stage07/shutdown-debug.txt" => stage07_shutdown,
+    tools_sender_stall_txt: "tools/sender-stall.txt" => sender_stall,
+    tools_sender_interactive_txt: "tools/sender-interactive.txt" => sender_interactive,
 }
 
 #[test]
