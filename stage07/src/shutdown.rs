@@ -17,9 +17,13 @@
 //!
 //! Two flags of `sigaction()` finish the job:
 //!
-//! * no `SA_RESTART`: a `send()` blocked on a client that never reads
-//!   returns `EINTR` when the signal comes, so the server can stop even
-//!   while it is stuck (Experiment 1);
+//! * no `SA_RESTART`: a blocking call that the signal interrupts returns
+//!   `EINTR` instead of going back to sleep, so the code that made it can
+//!   look at what happened. A `send()` blocked on a client that never
+//!   reads returns, and the server can stop even while it is stuck
+//!   (Experiment 1). (Linux never restarts that `send()` anyway, because
+//!   the socket has a send timeout, nor `epoll_wait()`; leaving the flag
+//!   off makes it true of every call, without relying on that.)
 //! * `SA_RESETHAND`: the handler runs once, then the signal's default
 //!   action is back. If the shutdown itself hangs (the log is written to a
 //!   pipe nobody reads, or to a terminal paused with Ctrl+S), a second
@@ -118,8 +122,8 @@ pub fn install() -> io::Result<RawFd> {
         // SAFETY: a zeroed sigaction is a valid value (no flags, empty mask).
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         action.sa_sigaction = record_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        // Once, then the default action again; and no SA_RESTART, so that a
-        // blocked send() or write() is interrupted (see the module's doc).
+        // Once, then the default action again; and no SA_RESTART, so that
+        // a blocked call returns EINTR (see the module's doc).
         action.sa_flags = libc::SA_RESETHAND;
         // SAFETY: `action` is fully initialised and its handler does only
         // async-signal-safe work; the old action is not asked for (null).

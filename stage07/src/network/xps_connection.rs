@@ -158,7 +158,8 @@ fn print_message(message: &[u8]) {
 /// Only a shutdown signal gets the server out: it interrupts the blocked
 /// `send()` (or cuts it short), and the loop stops right after this
 /// handler. (A signal that lands between the check and the next `send()`
-/// is missed; a second Ctrl+C then ends the process, see `shutdown.rs`.)
+/// does not interrupt it; that `send()` gives up after `SEND_STALL_CHECK`,
+/// and the check comes round again.)
 fn send_all(socket: &mut TcpStream, mut reply: &[u8]) -> AfterRead {
     let mut stalled = false;
     while !reply.is_empty() {
