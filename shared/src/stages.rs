@@ -88,6 +88,10 @@ pub struct Stage {
     /// True if SIGINT and SIGTERM shut the server down cleanly (from stage
     /// 7); stage 6 has no handler, so the signal simply ends it.
     pub graceful_shutdown: bool,
+    /// The files under `src/` that this stage's lesson adds or changes,
+    /// compared with the stage before; every other file is a copy. (Empty
+    /// for the first stage here, which has no stage before it.)
+    pub lesson: &'static [&'static str],
 }
 
 /// Every stage in the workspace, in order.
@@ -101,6 +105,7 @@ pub const STAGES: &[Stage] = &[
         spins_when_idle: false,
         unbounded_memory: false,
         graceful_shutdown: false,
+        lesson: &[],
     },
     Stage {
         number: 7,
@@ -111,6 +116,16 @@ pub const STAGES: &[Stage] = &[
         spins_when_idle: false,
         unbounded_memory: false,
         graceful_shutdown: true,
+        lesson: &[
+            "main.rs",
+            "xps.rs",
+            "shutdown.rs",
+            "core/mod.rs",
+            "core/xps_core.rs",
+            "core/xps_loop.rs",
+            "network/xps_listener.rs",
+            "network/xps_connection.rs",
+        ],
     },
     Stage {
         number: 8,
@@ -121,6 +136,17 @@ pub const STAGES: &[Stage] = &[
         spins_when_idle: true,
         unbounded_memory: true,
         graceful_shutdown: true,
+        lesson: &[
+            "main.rs",
+            "xps.rs",
+            "shutdown.rs",
+            "core/xps_loop.rs",
+            "network/xps_listener.rs",
+            "network/xps_connection.rs",
+            "utils/mod.rs",
+            "utils/xps_utils.rs",
+            "utils/xps_buffer.rs",
+        ],
     },
 ];
 
