@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# The performance figures of stage 6 and stage 7, measured with xps-bench:
-# msgs/s at 1, 10 and 100 active connections; 100 active with 10,000 idle
-# against 100 active alone; system calls per message (strace -c); VmRSS per
-# idle connection; VmRSS growth over a long run; and how long stage 7 takes
-# to exit on SIGINT with 10,000 connections open. Prints a Markdown table,
-# then exits with status 1, naming them, if any of stage 7's figures missed
-# its target (the table's last column; a figure that could not be measured
-# misses it too).
+# The performance figures of every stage in the stage table, measured with
+# xps-bench: msgs/s at 1, 10 and 100 active connections; 100 active with
+# 10,000 idle against 100 active alone; system calls per message (strace
+# -c); VmRSS per idle connection; VmRSS growth over a long run; and how
+# long each stage takes to exit on SIGINT (SIGTERM for a stage with no
+# handler) with 10,000 connections open. Prints a Markdown table, then exits
+# with status 1, naming them, if any figure missed its target (the table's
+# last column; a figure that could not be measured misses it too).
 #
-#   bash tools/bench.sh                 everything (about two minutes)
+# The stages come from the binaries (`xps-check --stages`: number, crate,
+# protocol and properties), so a stage added to the table is measured here
+# without a change. The targets are the ones stage 7 set; they hold from
+# stage 7 on (stage 6 is the baseline they improve on), wherever the table
+# gives them a meaning: a stage that spins when idle (idle=spins, stage 8)
+# has no target on idle connections or system calls per message, since its
+# loop wakes for every writable socket; a stage without a graceful shutdown
+# (shutdown=none) has no shutdown target.
+#
+#   bash tools/bench.sh                 everything (about a minute a stage)
 #   SECS=2 LONG=10 bash tools/bench.sh  shorter runs
+#   STAGES="7 8" bash tools/bench.sh    only these stages
+#   SECS=1 LONG=4 IDLE=200 STAGES=7 bash tools/bench.sh
+#                                       a quick try of the script itself
+#                                       (half a minute; the figures mean little)
 #   KEEP=dir bash tools/bench.sh        also keep strace's tables in dir
 #
 # Servers listen on 127.0.0.1 only, on ports the OS picks (--ports 0), so
@@ -24,10 +37,34 @@ SECS=${SECS:-3}      # seconds measured per xps-bench run
 IDLE=${IDLE:-10000}  # idle connections
 LONG=${LONG:-30}     # seconds of the memory-growth run
 MSG=${MSG:-64}       # bytes per message
+STAGES=${STAGES:-}   # the stage numbers to measure (default: every stage)
+TARGETS_FROM=7       # the first stage the targets apply to (see above)
 
-cargo build --release --quiet -p stage06 -p stage07 -p tools
+cargo build --release --quiet -p tools
 BIN=${CARGO_TARGET_DIR:-target}/release
+
+# The stage table: NUMBERS in order, and for each number its crate and its
+# properties (" send=blocks idle=quiet memory=bounded shutdown=graceful ").
+NUMBERS=()
+declare -A CRATE PROPS
+while read -r number crate _protocol props; do
+    if [[ -z $STAGES || " $STAGES " == *" $number "* ]]; then
+        NUMBERS+=("$number")
+        CRATE[$number]=$crate
+        PROPS[$number]=" $props "
+    fi
+done < <("$BIN/xps-check" --stages)
+if ((${#NUMBERS[@]} == 0)); then
+    echo "bench.sh: STAGES=\"$STAGES\" names no stage of: $("$BIN/xps-check" --stages | cut -d' ' -f1 | xargs)" >&2
+    exit 2
+fi
+CRATES=()
+for number in "${NUMBERS[@]}"; do CRATES+=("${CRATE[$number]}"); done
+cargo build --release --quiet "${CRATES[@]/#/--package=}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/xps-bench.XXXXXX")
+
+# has NUMBER PROPERTY: true if that stage's row says PROPERTY (idle=spins...).
+has() { [[ ${PROPS[$1]} == *" $2 "* ]]; }
 
 # Every process started here, to be stopped on the way out.
 PIDS=()
@@ -81,8 +118,9 @@ start_server() {
 
 # stop_server SIGNAL: sends it, then SIGKILL if the server is still there
 # after 5 s. Sets STOP_MS (how long it took to exit) and STOP_STATUS. (A
-# script's background jobs start with SIGINT ignored: stage 7 installs its
-# own handler, stage 6 has none and is stopped with SIGTERM.)
+# script's background jobs start with SIGINT ignored: a stage with a
+# graceful shutdown installs its own handler, one without is stopped with
+# SIGTERM.)
 stop_server() {
     local watchdog done_pid=""
     sleep 5 &
@@ -103,11 +141,12 @@ stop_server() {
     STOP_MS=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", 1000 * (b - a) }')
 }
 
-# bench ARGS...: one xps-bench run against the current server; prints its
-# result line (and keeps the log from growing without bound).
+# bench ARGS...: one xps-bench run against the current server, expecting
+# the replies of stage $STAGE; prints its result line (and keeps the log
+# from growing without bound).
 bench() {
     local out
-    out=$("$BIN/xps-bench" --port "$PORT" --msg-size "$MSG" "$@" 2>&1) || true
+    out=$("$BIN/xps-bench" --stage "$STAGE" --port "$PORT" --msg-size "$MSG" "$@" 2>&1) || true
     : >"$LOG"
     grep '^result: ' <<<"$out" || { note "xps-bench $*: no result"; echo "$out" >&2; echo "result: "; }
     local errors; errors=$(field "$(grep '^result: ' <<<"$out")" errors)
@@ -116,7 +155,7 @@ bench() {
 
 # bench_bg ARGS...: xps-bench in the background, its output in $WORK/bg.out.
 bench_bg() {
-    "$BIN/xps-bench" --port "$PORT" --msg-size "$MSG" "$@" >"$WORK/bg.out" 2>&1 &
+    "$BIN/xps-bench" --stage "$STAGE" --port "$PORT" --msg-size "$MSG" "$@" >"$WORK/bg.out" 2>&1 &
     BG=$!
     PIDS+=("$BG")
 }
@@ -167,13 +206,13 @@ strace_run() {
     if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP" && cp "$out" "$KEEP/$name.strace"; fi
 }
 
-declare -A R # R[stage,figure] = value
+declare -A R # R[stage number,figure] = value
 
+# measure NUMBER: every figure of that stage, into R[NUMBER,...].
 measure() {
-    # The stage's number, "stage06" -> 6, "stage10" -> 10 (10# reads "06"
-    # as decimal, not octal).
-    local stage=$1 s=$((10#${1#stage})) signal=TERM
-    [[ $stage == stage07 ]] && signal=INT
+    local s=$1 stage=${CRATE[$1]} signal=TERM
+    if has "$s" shutdown=graceful; then signal=INT; fi
+    STAGE=$s
     note "$stage: starting"
     start_server "$stage"
     local base_fds; base_fds=$(fd_count "$SERVER")
@@ -198,6 +237,7 @@ measure() {
     R[$s,bench_cpu]=$(field "$result" cpu_pct)
     R[$s,server_cpu]=$(awk -v c="$((c1 - c0))" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
         'BEGIN { printf "%.0f", 100 * c / hz / (t1 - t0) }')
+    R[$s,cpu]="${R[$s,server_cpu]} / ${R[$s,bench_cpu]}"
     result=$(bench --conns 100 --idle "$IDLE" --seconds "$SECS")
     R[$s,idle_rate]=$(field "$result" msgs_per_s)
     R[$s,idle_open]=$(field "$result" idle_open)
@@ -252,9 +292,9 @@ measure() {
     stop_server "$signal"
     # Its connections are gone now: it ends on its own.
     kill -CONT "$BG" 2>/dev/null || true
-    if [[ $stage == stage07 ]]; then
+    if has "$s" shutdown=graceful; then
         R[$s,shutdown]="$STOP_MS ms, exit status $STOP_STATUS ($open connections)"
-        R[$s,stop_ms]=$STOP_MS R[$s,stop_status]=$STOP_STATUS
+        R[$s,stop]=$STOP_MS R[$s,stop_status]=$STOP_STATUS
     else
         R[$s,shutdown]="n/a (no handler)"
     fi
@@ -262,60 +302,95 @@ measure() {
     wait_bg 15
 }
 
-measure stage06
-measure stage07
+for number in "${NUMBERS[@]}"; do measure "$number"; done
+
+# applies NUMBER FIGURE: true if FIGURE has a target at that stage.
+applies() {
+    local s=$1
+    ((s >= TARGETS_FROM)) || return 1
+    case $2 in
+        ratio | sys1 | sys100) ! has "$s" idle=spins ;;
+        shutdown | stop) has "$s" shutdown=graceful ;;
+        *) return 0 ;;
+    esac
+}
+
+# row LABEL FIGURE TARGET: one line of the table; a figure with no target at
+# its stage says so, when the row has a target.
+row() {
+    local label=$1 figure=$2 target=$3 line s value
+    line="| $label |"
+    for s in "${NUMBERS[@]}"; do
+        value=${R[$s,$figure]:-}
+        if [[ -n $target ]] && ! applies "$s" "$figure"; then value="$value (no target)"; fi
+        line+=" $value |"
+    done
+    echo "$line $target |"
+}
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+header="| figure |" rule="|---|"
+for s in "${NUMBERS[@]}"; do header+=" stage $s |" rule+="---|"; done
 cat <<EOF
 
 Machine: $(nproc) CPUs, $cpu, Linux $(uname -r); $(date -u '+%Y-%m-%d %H:%M UTC').
 Code: $(if git rev-parse --short HEAD 2>/dev/null; then
-    git diff --quiet HEAD -- stage06 stage07 || echo "(with uncommitted changes to the stages)"
+    git diff --quiet HEAD -- "${CRATES[@]}" || echo "(with uncommitted changes to the stages)"
 else echo "not a git checkout"; fi | tr '\n' ' ')
 Command: \`bash tools/bench.sh\` (SECS=$SECS IDLE=$IDLE LONG=$LONG MSG=$MSG): release builds,
 servers on 127.0.0.1 with stdout to a file, \`xps-bench --msg-size $MSG --seconds $SECS\`.
+Targets apply from stage $TARGETS_FROM on, where the stage table gives them a meaning: no
+idle-connection or system-call target for a stage that spins when idle, no
+shutdown target for one without a graceful shutdown.
 
-| figure | stage 6 | stage 7 | target (stage 7) |
-|---|---|---|---|
-| msgs/s, 1 active | ${R[6,rate1]} | ${R[7,rate1]} | |
-| msgs/s, 10 active | ${R[6,rate10]} | ${R[7,rate10]} | |
-| msgs/s, 100 active | ${R[6,rate100]} | ${R[7,rate100]} | |
-| latency p50/p99 (us), 1 active | ${R[6,lat1]} | ${R[7,lat1]} | |
-| latency p50/p99 (us), 100 active | ${R[6,lat100]} | ${R[7,lat100]} | |
-| CPU, 100 active: server / xps-bench (% of a core) | ${R[6,server_cpu]} / ${R[6,bench_cpu]} | ${R[7,server_cpu]} / ${R[7,bench_cpu]} | |
-| msgs/s, 100 active + $IDLE idle | ${R[6,idle_rate]} | ${R[7,idle_rate]} | |
-| ratio to 100 active + 0 idle just before | ${R[6,ratio]} | ${R[7,ratio]} | ≥ 0.90 |
-| msgs/s, 100 active + 0 idle just after | ${R[6,after]} | ${R[7,after]} | |
-| syscalls per message, 1 active | ${R[6,sys1]} | ${R[7,sys1]} | ≤ 4.0 |
-| syscalls per message, 100 active | ${R[6,sys100]} | ${R[7,sys100]} | ≤ 2.5 |
-| VmRSS per idle connection | ${R[6,rss_idle]} | ${R[7,rss_idle]} | ≤ 256 B |
-| VmRSS growth, 100 active for $LONG s | ${R[6,growth]} | ${R[7,growth]} | none |
-| SIGINT with $IDLE+ connections open | ${R[6,shutdown]} | ${R[7,shutdown]} | status 0 in ≤ 250 ms |
+$header target |
+$rule---|
 EOF
+row "msgs/s, 1 active" rate1 ""
+row "msgs/s, 10 active" rate10 ""
+row "msgs/s, 100 active" rate100 ""
+row "latency p50/p99 (us), 1 active" lat1 ""
+row "latency p50/p99 (us), 100 active" lat100 ""
+row "CPU, 100 active: server / xps-bench (% of a core)" cpu ""
+row "msgs/s, 100 active + $IDLE idle" idle_rate ""
+row "ratio to 100 active + 0 idle just before" ratio "≥ 0.90"
+row "msgs/s, 100 active + 0 idle just after" after ""
+row "syscalls per message, 1 active" sys1 "≤ 4.0"
+row "syscalls per message, 100 active" sys100 "≤ 2.5"
+row "VmRSS per idle connection" rss_idle "≤ 256 B"
+row "VmRSS growth, 100 active for $LONG s" growth "none"
+row "SIGINT (SIGTERM if no handler) with $IDLE+ connections open" shutdown "status 0 in ≤ 250 ms"
 
-# Stage 7's figures against the targets in the table's last column.
+# Each stage's figures against the targets that apply to it.
 MISSED=()
-# check NAME FIGURE OP LIMIT: NAME missed its target unless the first word
-# of FIGURE is a number and NUMBER OP LIMIT holds (OP as in awk).
+# check NUMBER FIGURE NAME OP LIMIT: the figure missed its target unless the
+# first word of R[NUMBER,FIGURE] is a number and NUMBER OP LIMIT holds (OP
+# as in awk). Nothing to check where the target does not apply.
 check() {
-    local name=$1 value=${2%% *} op=$3 limit=$4
+    local s=$1 figure=$2 name=$3 op=$4 limit=$5 value
+    applies "$s" "$figure" || return 0
+    value=${R[$s,$figure]:-}
+    value=${value%% *}
     if [[ ! $value =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; then
-        MISSED+=("$name: not measured ($2)")
+        MISSED+=("stage $s, $name: not measured (${R[$s,$figure]:-})")
     elif ! awk -v v="$value" -v l="$limit" "BEGIN { exit !(v $op l) }"; then
-        MISSED+=("$name: $value, target $op $limit")
+        MISSED+=("stage $s, $name: $value, target $op $limit")
     fi
 }
-check "msgs/s ratio, 100 active + $IDLE idle to 100 active" "${R[7,ratio]}" '>=' 0.90
-check "syscalls per message, 1 active" "${R[7,sys1]}" '<=' 4.0
-check "syscalls per message, 100 active" "${R[7,sys100]}" '<=' 2.5
-check "VmRSS per idle connection (B)" "${R[7,rss_idle]}" '<=' 256
-check "VmRSS growth, 100 active for $LONG s (KiB)" "${R[7,growth]}" '<=' 0
-check "exit after SIGINT with $IDLE+ connections open (ms)" "${R[7,stop_ms]}" '<=' 250
-[[ ${R[7,stop_status]} == 0 ]] ||
-    MISSED+=("exit status after SIGINT: ${R[7,stop_status]}, target 0")
+for s in "${NUMBERS[@]}"; do
+    check "$s" ratio "msgs/s ratio, 100 active + $IDLE idle to 100 active" '>=' 0.90
+    check "$s" sys1 "syscalls per message, 1 active" '<=' 4.0
+    check "$s" sys100 "syscalls per message, 100 active" '<=' 2.5
+    check "$s" rss_idle "VmRSS per idle connection (B)" '<=' 256
+    check "$s" growth "VmRSS growth, 100 active for $LONG s (KiB)" '<=' 0
+    check "$s" stop "exit after SIGINT with $IDLE+ connections open (ms)" '<=' 250
+    if applies "$s" stop && [[ ${R[$s,stop_status]:-} != 0 ]]; then
+        MISSED+=("stage $s, exit status after SIGINT: ${R[$s,stop_status]:-none}, target 0")
+    fi
+done
 if ((${#MISSED[@]} > 0)); then
     echo
-    echo "Stage 7 missed ${#MISSED[@]} target(s):"
+    echo "${#MISSED[@]} target(s) missed:"
     printf -- '- %s\n' "${MISSED[@]}"
     exit 1
 fi

@@ -2,9 +2,9 @@
 //! deadline, so a broken server fails a test instead of hanging it. Tests
 //! connect to 127.0.0.1 only; a tool may pass the address it was given.
 
-use crate::oracle::expected_reply;
+use crate::stages::Protocol;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 /// How long any single read or write may wait by default.
@@ -30,6 +30,27 @@ pub struct Reply {
     pub bytes: Vec<u8>,
     /// Why the read stopped.
     pub end: ReplyEnd,
+}
+
+/// How a [`Client::flood`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FloodEnd {
+    /// A write made no progress for the stall time: the server stopped
+    /// reading.
+    Stalled,
+    /// The byte or time limit came first: the server kept reading.
+    Limit,
+    /// The server closed or reset the connection (the error).
+    Gone(String),
+}
+
+/// What a [`Client::flood`] sent, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flooded {
+    /// The bytes the kernel took from the client.
+    pub sent: usize,
+    /// Why the flood stopped.
+    pub end: FloodEnd,
 }
 
 /// A connected client.
@@ -127,7 +148,7 @@ impl Client {
         let reply = self.round_trip(message);
         assert_eq!(
             String::from_utf8_lossy(&reply),
-            String::from_utf8_lossy(&expected_reply(message)),
+            String::from_utf8_lossy(&Protocol::Reverse.reply(message)),
             "wrong reply on port {} to {:?}",
             self.port,
             String::from_utf8_lossy(message)
@@ -155,34 +176,46 @@ impl Client {
 
     /// Sends data without ever reading, as the experiment's `sender` does,
     /// until a write makes no progress for `stall` (the server has stopped
-    /// reading). Returns the bytes sent by then, or `None` if `max_bytes`
-    /// went out or `max_time` passed first, or the server went away.
+    /// reading), `max_bytes` went out, `max_time` passed, or the server
+    /// went away. Says how much was sent and how it ended.
+    pub fn flood(&self, stall: Duration, max_bytes: usize, max_time: Duration) -> Flooded {
+        let chunk = [b'x'; 64 * 1024];
+        let started = Instant::now();
+        // `&TcpStream` writes too: a flood needs no `&mut`, so a check can
+        // flood a client it shares with another thread.
+        let mut stream = &self.stream;
+        let _ = stream.set_write_timeout(Some(stall));
+        let mut sent = 0;
+        let end = loop {
+            if sent >= max_bytes || started.elapsed() >= max_time {
+                break FloodEnd::Limit;
+            }
+            match stream.write(&chunk) {
+                Ok(0) => break FloodEnd::Gone("a write sent nothing".to_string()),
+                Ok(n) => sent += n,
+                // A write timeout: not one byte went out for `stall`.
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break FloodEnd::Stalled;
+                }
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => break FloodEnd::Gone(err.to_string()),
+            }
+        };
+        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+        Flooded { sent, end }
+    }
+
+    /// [`Client::flood`], for the callers that only ask whether it stalled:
+    /// the bytes sent by then, or `None` if the limits came first or the
+    /// server went away.
     pub fn flood_until_stalled(
         &mut self,
         stall: Duration,
         max_bytes: usize,
         max_time: Duration,
     ) -> Option<usize> {
-        let chunk = [b'x'; 64 * 1024];
-        let started = Instant::now();
-        let mut sent = 0;
-        let _ = self.stream.set_write_timeout(Some(stall));
-        let result = loop {
-            if sent >= max_bytes || started.elapsed() >= max_time {
-                break None;
-            }
-            match self.stream.write(&chunk) {
-                Ok(0) => break None,
-                Ok(n) => sent += n,
-                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    break Some(sent);
-                }
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(_) => break None,
-            }
-        };
-        let _ = self.stream.set_write_timeout(Some(IO_TIMEOUT));
-        result
+        let flooded = self.flood(stall, max_bytes, max_time);
+        (flooded.end == FloodEnd::Stalled).then_some(flooded.sent)
     }
 
     /// Closes the connection with a reset (RST) instead of a normal close:
@@ -207,5 +240,89 @@ impl Client {
     /// Closes the sending half: the server sees end of input.
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens, and where nothing can start
+/// listening while this value lives: a connection to it is refused.
+///
+/// Binding a socket to port 0, reading its port and closing it would give a
+/// port that is free only for a moment: another test (or the OS, for another
+/// test's port 0) may take it before it is used. Here the port is the local
+/// port of a live connection, which keeps it taken (a `bind()` to it fails
+/// with `EADDRINUSE`, and port 0 never picks it), while a SYN to it finds
+/// no listener and is answered with a reset.
+#[derive(Debug)]
+pub struct ClosedPort {
+    /// The connection whose local port is the closed one.
+    _client: TcpStream,
+    /// Its other end (the listener that accepted it is closed).
+    _accepted: TcpStream,
+    /// The port.
+    pub port: u16,
+}
+
+impl ClosedPort {
+    /// Makes one.
+    pub fn new() -> io::Result<ClosedPort> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let client = TcpStream::connect(listener.local_addr()?)?;
+        let (accepted, _) = listener.accept()?;
+        let port = client.local_addr()?.port();
+        Ok(ClosedPort { _client: client, _accepted: accepted, port })
+    }
+
+    /// Its address on 127.0.0.1.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Binding a port and letting it go, as the tests used to, leaves a
+    /// port anyone may take at once (this `bind()` succeeds); a closed port
+    /// stays refused and cannot be taken while it lives.
+    #[test]
+    fn a_closed_port_refuses_and_cannot_be_taken() {
+        let closed = ClosedPort::new().unwrap();
+        let refused = TcpStream::connect_timeout(&closed.addr(), IO_TIMEOUT).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+        assert!(
+            TcpListener::bind(closed.addr()).is_err(),
+            "another socket could listen on the closed port"
+        );
+    }
+
+    /// A thread that reads everything and never replies, until the client
+    /// leaves: a server that keeps reading.
+    fn sink() -> SocketAddr {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = io::copy(&mut stream, &mut io::sink());
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_flood_says_how_it_ended() {
+        // Nobody reads: the buffers fill and the writes stall.
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let client = Client::try_connect_to(listener.local_addr().unwrap()).unwrap();
+        let flooded = client.flood(Duration::from_millis(200), 256 << 20, IO_TIMEOUT);
+        assert_eq!(flooded.end, FloodEnd::Stalled, "{flooded:?}");
+        assert!(flooded.sent > 0);
+        drop(listener);
+
+        // A reader that keeps up: the byte limit comes first.
+        let client = Client::try_connect_to(sink()).unwrap();
+        let flooded = client.flood(Duration::from_secs(1), 1 << 20, IO_TIMEOUT);
+        assert_eq!(flooded.end, FloodEnd::Limit, "{flooded:?}");
+        assert!(flooded.sent >= 1 << 20);
     }
 }

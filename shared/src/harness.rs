@@ -134,10 +134,23 @@ macro_rules! stage_tests {
             interleave "interleave",
             reset_client "reset-client",
             large_message "large-message",
+            odd_data "odd-data",
             blocking_send "blocking-send",
             port_in_use "port-in-use",
             no_port_at_all "no-port-at-all",
-            bad_flags "bad-flags"
+            bad_flags "bad-flags",
+            bad_configuration "bad-configuration",
+            fd_exhaustion "fd-exhaustion",
+            no_fd_leak "no-fd-leak",
+            abrupt_clients "abrupt-clients",
+            dead_peer_writes "dead-peer-writes",
+            sigint_when_idle "sigint-when-idle",
+            sigterm_when_idle "sigterm-when-idle",
+            sigint_while_streaming "sigint-while-streaming",
+            sigterm_while_ping_pong "sigterm-while-ping-pong",
+            second_sigint "second-sigint",
+            log_clients "log-clients",
+            terminal_is_safe "terminal-is-safe"
         );
     };
     (@tests $number:literal, $binary:expr; $($test:ident $name:literal),* $(,)?) => {

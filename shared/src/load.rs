@@ -9,12 +9,14 @@
 //!   its reply, over and over.
 //!
 //! Every socket wait is bounded, so a thread notices within
-//! [`POLL`] that it should stop, even if the server has frozen.
+//! [`POLL`] that it should stop, even if the server has frozen. Every
+//! client connects before any thread starts: a connect that fails is an
+//! error for the caller, not a thread that dies while the others run on.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ struct Shared {
     stop: AtomicBool,
     /// Bytes received from the server so far, by all clients.
     received: AtomicU64,
+    /// How many clients have had at least one byte back.
+    answered: AtomicUsize,
 }
 
 /// Clients keeping a server busy until dropped.
@@ -41,27 +45,51 @@ impl Load {
     /// `clients` clients on `port`, each sending 16 KiB writes of `a`
     /// without pause on one thread and reading everything that comes back
     /// on another.
+    /// Panics if a client cannot connect; [`Load::try_streaming`] says why.
     pub fn streaming(port: u16, clients: usize) -> Load {
+        Load::try_streaming(port, clients).unwrap_or_else(|err| panic!("port {port}: {err}"))
+    }
+
+    /// [`Load::streaming`], returning the error of a client that could not
+    /// connect.
+    pub fn try_streaming(port: u16, clients: usize) -> io::Result<Load> {
+        let mut pairs = Vec::new();
+        for _ in 0..clients {
+            let writer = connect(port)?;
+            let reader = writer.try_clone()?;
+            pairs.push((writer, reader));
+        }
         let shared = Arc::new(Shared::default());
         let mut threads = Vec::new();
-        for _ in 0..clients {
-            let writer = connect(port);
-            let reader = writer.try_clone().expect("clone a client socket");
+        for (writer, reader) in pairs {
             let (w, r) = (Arc::clone(&shared), Arc::clone(&shared));
             threads.push(std::thread::spawn(move || keep_writing(writer, &w)));
             threads.push(std::thread::spawn(move || keep_reading(reader, &r)));
         }
-        Load { shared, threads }
+        Ok(Load { shared, threads })
     }
 
     /// `clients` clients spread over `ports`, each on its own thread sending
-    /// `ping\n` and waiting for the 5-byte reply, again and again.
+    /// `ping\n` and waiting for the 5-byte reply, again and again. Panics if
+    /// a client cannot connect; [`Load::try_ping_pong`] says why.
     pub fn ping_pong(ports: &[u16], clients: usize) -> Load {
+        Load::try_ping_pong(ports, clients).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// [`Load::ping_pong`], returning the error of a client that could not
+    /// connect.
+    pub fn try_ping_pong(ports: &[u16], clients: usize) -> io::Result<Load> {
+        if ports.is_empty() {
+            return Err(io::Error::new(ErrorKind::InvalidInput, "no port to connect to"));
+        }
+        let sockets = (0..clients)
+            .map(|i| {
+                let port = ports[i % ports.len()];
+                connect(port)
+                    .map_err(|err| io::Error::new(err.kind(), format!("port {port}: {err}")))
+            })
+            .collect::<io::Result<Vec<TcpStream>>>()?;
         let shared = Arc::new(Shared::default());
-        // Connect them all first: a failed connect panics here, in the
-        // test, not in a thread the test would wait for.
-        let sockets: Vec<TcpStream> =
-            (0..clients).map(|i| connect(ports[i % ports.len()])).collect();
         let threads = sockets
             .into_iter()
             .map(|socket| {
@@ -69,12 +97,18 @@ impl Load {
                 std::thread::spawn(move || keep_ping_ponging(socket, &shared))
             })
             .collect();
-        Load { shared, threads }
+        Ok(Load { shared, threads })
     }
 
     /// Bytes received from the server so far, by all the clients.
     pub fn received(&self) -> u64 {
         self.shared.received.load(Ordering::Relaxed)
+    }
+
+    /// How many of the clients have had at least one byte back: once all
+    /// have, the server has accepted every one of them.
+    pub fn answered(&self) -> usize {
+        self.shared.answered.load(Ordering::Relaxed)
     }
 }
 
@@ -87,14 +121,24 @@ impl Drop for Load {
     }
 }
 
-/// A client socket whose every wait ends within [`POLL`].
-fn connect(port: u16) -> TcpStream {
-    let socket = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-        .unwrap_or_else(|err| panic!("connect to port {port}: {err}"));
-    socket.set_read_timeout(Some(POLL)).expect("set a read timeout");
-    socket.set_write_timeout(Some(POLL)).expect("set a write timeout");
-    socket.set_nodelay(true).expect("set TCP_NODELAY");
-    socket
+/// A client socket whose every wait ends within [`POLL`] (the connect
+/// itself within [`crate::client::IO_TIMEOUT`]).
+fn connect(port: u16) -> io::Result<TcpStream> {
+    let addr = (Ipv4Addr::LOCALHOST, port).into();
+    let socket = TcpStream::connect_timeout(&addr, crate::client::IO_TIMEOUT)?;
+    socket.set_read_timeout(Some(POLL))?;
+    socket.set_write_timeout(Some(POLL))?;
+    socket.set_nodelay(true)?;
+    Ok(socket)
+}
+
+/// Counts `n` more bytes received, and the client as answered on its
+/// first ones.
+fn count_received(shared: &Shared, n: usize, first: &mut bool) {
+    shared.received.fetch_add(n as u64, Ordering::Relaxed);
+    if std::mem::take(first) {
+        shared.answered.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// True for the errors that only mean "the bounded wait ran out".
@@ -116,12 +160,11 @@ fn keep_writing(mut socket: TcpStream, shared: &Shared) {
 
 fn keep_reading(mut socket: TcpStream, shared: &Shared) {
     let mut buffer = [0; 64 * 1024];
+    let mut first = true;
     while !shared.stop.load(Ordering::Relaxed) {
         match socket.read(&mut buffer) {
             Ok(0) => return,
-            Ok(n) => {
-                shared.received.fetch_add(n as u64, Ordering::Relaxed);
-            }
+            Ok(n) => count_received(shared, n, &mut first),
             Err(err) if timed_out(err.kind()) => {}
             Err(_) => return,
         }
@@ -130,6 +173,7 @@ fn keep_reading(mut socket: TcpStream, shared: &Shared) {
 
 fn keep_ping_ponging(mut socket: TcpStream, shared: &Shared) {
     let mut reply = [0; 5];
+    let mut first = true;
     while !shared.stop.load(Ordering::Relaxed) {
         if socket.write_all(b"ping\n").is_err() {
             return;
@@ -147,7 +191,7 @@ fn keep_ping_ponging(mut socket: TcpStream, shared: &Shared) {
                 Err(_) => return,
             }
         }
-        shared.received.fetch_add(reply.len() as u64, Ordering::Relaxed);
+        count_received(shared, reply.len(), &mut first);
     }
 }
 
@@ -182,8 +226,20 @@ mod tests {
         let port = echo_server();
         for load in [Load::streaming(port, 2), Load::ping_pong(&[port], 3)] {
             assert!(crate::wait::wait_until(Duration::from_secs(5), || load.received() > 1000));
+            assert!(crate::wait::wait_until(Duration::from_secs(5), || load.answered() >= 2));
             // Dropping joins every thread: this returns only if they stop.
             drop(load);
         }
+    }
+
+    #[test]
+    fn a_client_that_cannot_connect_is_an_error_not_a_panic() {
+        let closed = crate::client::ClosedPort::new().unwrap();
+        assert!(Load::try_streaming(closed.port, 2).is_err());
+        let open = echo_server();
+        // One good port and one closed: the error comes back, and the
+        // clients already connected are dropped with no thread left behind.
+        let err = Load::try_ping_pong(&[open, closed.port], 4).unwrap_err();
+        assert!(err.to_string().contains(&closed.port.to_string()), "{err}");
     }
 }

@@ -1,21 +1,9 @@
-//! What a correct server replies, computed independently of any stage's
-//! code, and the random messages of the official tester.
+//! The random messages of the official tester, and random bytes. (What a
+//! right server replies to them is the stage's `Protocol::reply`.)
 
-/// The reply to one chunk: everything reversed except one trailing `\n`,
-/// which stays last. Valid UTF-8 is reversed by characters, anything else
-/// by bytes.
-pub fn expected_reply(message: &[u8]) -> Vec<u8> {
-    let (body, newline): (&[u8], &[u8]) = match message.strip_suffix(b"\n") {
-        Some(body) => (body, b"\n"),
-        None => (message, b""),
-    };
-    let mut reply: Vec<u8> = match std::str::from_utf8(body) {
-        Ok(text) => text.chars().rev().collect::<String>().into_bytes(),
-        Err(_) => body.iter().rev().copied().collect(),
-    };
-    reply.extend_from_slice(newline);
-    reply
-}
+/// The characters of the official tester's messages, `[A-Za-z0-9]`: every
+/// generated line is made of them.
+pub const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// A small, seedable random generator (xorshift64*): enough for test data,
 /// and no dependency.
@@ -44,11 +32,21 @@ impl Rng {
     /// A message like the official tester's: 1 to `max_len` characters from
     /// `[A-Za-z0-9]`, then `\n`.
     pub fn tester_message(&mut self, max_len: usize) -> Vec<u8> {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let len = 1 + self.below(max_len);
-        let mut message: Vec<u8> = (0..len).map(|_| ALPHABET[self.below(ALPHABET.len())]).collect();
-        message.push(b'\n');
+        let mut message = Vec::with_capacity(len + 1);
+        self.line_into(&mut message, len + 1);
         message
+    }
+
+    /// Replaces what `line` holds with a line of `len` bytes (`len` > 0):
+    /// random [`ALPHANUMERIC`] characters, then `\n`. It reuses `line`'s
+    /// memory, for a load generator that makes one line per message.
+    pub fn line_into(&mut self, line: &mut Vec<u8>, len: usize) {
+        line.clear();
+        for _ in 1..len {
+            line.push(ALPHANUMERIC[self.below(ALPHANUMERIC.len())]);
+        }
+        line.push(b'\n');
     }
 
     /// `len` random bytes.
@@ -62,13 +60,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn oracle_keeps_trailing_newline() {
-        assert_eq!(expected_reply(b"hello\n"), b"olleh\n");
-        assert_eq!(expected_reply(b"abc"), b"cba");
-        assert_eq!(expected_reply(b"\n"), b"\n");
-        assert_eq!(expected_reply(b""), b"");
-        assert_eq!(expected_reply("añb\n".as_bytes()), "bña\n".as_bytes());
-        assert_eq!(expected_reply(b"a\xff\n"), b"\xffa\n");
+    fn lines_have_the_length_asked_for() {
+        let mut rng = Rng::new(3);
+        let mut line = b"left over".to_vec();
+        for len in [1, 2, 64] {
+            rng.line_into(&mut line, len);
+            assert_eq!(line.len(), len);
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert!(line[..len - 1].iter().all(|b| ALPHANUMERIC.contains(b)));
+        }
     }
 
     #[test]

@@ -15,21 +15,38 @@ use std::time::{Duration, Instant};
 /// How long a server may take to print its "listening" lines.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Text a stream has printed so far, filled by a reader thread.
+/// What a stream has printed so far, byte for byte, filled by a reader
+/// thread. Kept raw, so a check can see the exact bytes a server wrote
+/// (an ESC or a lone 0x9b byte), and read as text where a test searches it.
 #[derive(Debug, Clone, Default)]
-struct Captured(Arc<Mutex<String>>);
+struct Captured(Arc<Mutex<Vec<u8>>>);
 
 /// What the line a server prints for each client message starts with.
 const MESSAGE_LINE: &[u8] = b"client: ";
 
 impl Captured {
-    fn lock(&self) -> MutexGuard<'_, String> {
+    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Calls `f` with the text so far. Bytes that are not UTF-8 read as
+    /// U+FFFD; valid text is not copied (the polling loops call this often).
+    fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        f(&String::from_utf8_lossy(&self.lock()))
+    }
+
+    /// The text so far (bytes that are not UTF-8 as U+FFFD).
+    fn text(&self) -> String {
+        self.with_text(str::to_string)
+    }
+
+    /// The bytes so far, exactly as printed.
+    fn bytes(&self) -> Vec<u8> {
+        self.lock().clone()
+    }
+
     /// Starts a thread that appends everything `stream` prints (but the
-    /// message lines, if `skip_messages`). Bytes that are not UTF-8 are kept
-    /// as U+FFFD so a test can still search the text. While `paused` is set
+    /// message lines, if `skip_messages`), as raw bytes. While `paused` is set
     /// the thread reads nothing, so the server's writes fill the pipe.
     fn drain(
         &self,
@@ -49,7 +66,7 @@ impl Captured {
                     break;
                 }
                 if !(skip_messages && line.starts_with(MESSAGE_LINE)) {
-                    sink.lock().push_str(&String::from_utf8_lossy(&line));
+                    sink.lock().extend_from_slice(&line);
                 }
                 line.clear();
             }
@@ -77,8 +94,11 @@ pub struct Exited {
     pub status: ExitStatus,
     /// How long it took to exit after it was signalled.
     pub elapsed: Duration,
-    /// Everything it printed on stdout.
+    /// Everything it printed on stdout, as text (bytes that are not UTF-8
+    /// as U+FFFD).
     pub stdout: String,
+    /// Everything it printed on stdout, byte for byte.
+    pub stdout_bytes: Vec<u8>,
     /// Everything it printed on stderr.
     pub stderr: String,
 }
@@ -206,7 +226,7 @@ impl Server {
         if let Some(status) = self.status {
             return Err(format!(
                 "the server exited at start-up with {status}\nstderr:\n{}\nstdout:\n{}",
-                self.stderr.lock(),
+                self.stderr(),
                 self.stdout()
             ));
         }
@@ -222,14 +242,14 @@ impl Server {
 
     /// Everything printed on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().clone()
+        self.stderr.text()
     }
 
     /// The ports the log has announced so far ("Server listening on port
     /// N"), in the order it announced them. Only this workspace's servers
     /// say it that way.
     pub fn announced_ports(&self) -> Vec<u16> {
-        parse_listening_ports(&self.stdout.lock())
+        self.stdout.with_text(parse_listening_ports)
     }
 
     /// The process id.
@@ -239,12 +259,18 @@ impl Server {
 
     /// Everything printed on stdout so far.
     pub fn stdout(&self) -> String {
-        self.stdout.lock().clone()
+        self.stdout.text()
+    }
+
+    /// Everything printed on stdout so far, byte for byte (the message
+    /// lines too, unless the server was started with `skip_messages`).
+    pub fn stdout_bytes(&self) -> Vec<u8> {
+        self.stdout.bytes()
     }
 
     /// How many stdout lines so far contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
-        self.stdout.lock().lines().filter(|line| line.contains(needle)).count()
+        self.stdout.with_text(|text| text.lines().filter(|line| line.contains(needle)).count())
     }
 
     /// Waits until at least `n` stdout lines contain `needle`.
@@ -272,24 +298,59 @@ impl Server {
     /// Sends `signal` (such as `libc::SIGINT`) to the process. Panics if it
     /// has exited and been reaped: its pid may name another process now.
     pub fn signal(&self, signal: libc::c_int) {
+        self.try_signal(signal).unwrap_or_else(|why| panic!("{why}"));
+    }
+
+    /// [`Server::signal`], saying what went wrong instead of panicking.
+    pub fn try_signal(&self, signal: libc::c_int) -> Result<(), String> {
         if let Some(status) = self.status {
-            panic!("cannot send signal {signal}: the server already exited with {status}");
+            return Err(format!(
+                "cannot send signal {signal}: the server already exited with {status}"
+            ));
         }
-        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits in pid_t");
+        let pid = libc::pid_t::try_from(self.pid())
+            .map_err(|_| format!("pid {} does not fit in pid_t", self.pid()))?;
         // SAFETY: kill() takes no pointers; signalling our own child is safe.
         let ret = unsafe { libc::kill(pid, signal) };
-        assert_eq!(ret, 0, "kill({pid}, {signal}) failed");
+        if ret != 0 {
+            return Err(format!(
+                "kill({pid}, {signal}) failed: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends `signal` and waits up to `timeout` for the process to exit.
+    /// If it is still running by then, gives it back (the drop kills it)
+    /// with the time waited.
+    pub fn try_stop(
+        mut self,
+        signal: libc::c_int,
+        timeout: Duration,
+    ) -> Result<Exited, (Box<Server>, String)> {
+        // A server that is already gone was not stopped by the signal.
+        if !self.is_running() {
+            let why = format!("the server had already exited ({:?})", self.status);
+            return Err((Box::new(self), why));
+        }
+        let sent = Instant::now();
+        if let Err(why) = self.try_signal(signal) {
+            return Err((Box::new(self), why));
+        }
+        match self.wait_exit(timeout) {
+            Some(status) => Ok(self.exited(status, sent.elapsed())),
+            None => {
+                Err((Box::new(self), format!("still running {timeout:?} after signal {signal}")))
+            }
+        }
     }
 
     /// Sends `signal` and waits up to `timeout` for the process to exit.
     /// Panics (and the drop kills it) if it is still running by then.
-    pub fn stop(mut self, signal: libc::c_int, timeout: Duration) -> Exited {
-        let sent = Instant::now();
-        self.signal(signal);
-        let status = self.wait_exit(timeout).unwrap_or_else(|| {
-            panic!("server still running {timeout:?} after signal {signal}:\n{}", self.stdout())
-        });
-        self.exited(status, sent.elapsed())
+    pub fn stop(self, signal: libc::c_int, timeout: Duration) -> Exited {
+        self.try_stop(signal, timeout)
+            .unwrap_or_else(|(server, why)| panic!("server: {why}:\n{}", server.stdout()))
     }
 
     /// Waits up to `timeout` for the process to exit on its own.
@@ -316,7 +377,9 @@ impl Server {
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
-        Exited { status, elapsed, stdout: self.stdout(), stderr: self.stderr.lock().clone() }
+        let stdout_bytes = self.stdout_bytes();
+        let stdout = String::from_utf8_lossy(&stdout_bytes).into_owned();
+        Exited { status, elapsed, stdout, stdout_bytes, stderr: self.stderr() }
     }
 }
 
@@ -378,6 +441,16 @@ mod tests {
         let message = panic_message(std::panic::AssertUnwindSafe(|| server.signal(libc::SIGTERM)));
         let message = message.expect("signalling a reaped process must fail");
         assert!(message.contains("already exited"), "{message}");
+    }
+
+    #[test]
+    fn stdout_is_kept_byte_for_byte() {
+        // printf's octal escapes: 0x9b is not UTF-8 on its own, 0x7f is.
+        let server = Server::spawn(Path::new("/bin/sh"), &["-c", "printf 'a\\233\\177b\\n'"]);
+        let exited = server.finish(Duration::from_secs(5));
+        assert_eq!(exited.stdout_bytes, b"a\x9b\x7fb\n");
+        // As text, the lone 0x9b is lost: a check must look at the bytes.
+        assert_eq!(exited.stdout, "a\u{fffd}\u{7f}b\n");
     }
 
     #[test]

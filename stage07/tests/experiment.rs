@@ -2,10 +2,10 @@
 //! server block in send(), and nobody else is served until it goes away.
 
 use shared::build::workspace_binary;
+use shared::checks::shutdown::SHUTDOWN_LIMIT;
 use shared::client::Client;
 use shared::sender::{Flood, longest_stall};
 use shared::server::Server;
-use shared::shutdown::SHUTDOWN_LIMIT;
 use std::path::Path;
 use std::time::Duration;
 

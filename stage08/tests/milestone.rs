@@ -14,10 +14,10 @@
 //! in memory: the tests that do not count DEBUG lines start the server
 //! without them, and without keeping its `client: ...` lines.
 
+use shared::checks::shutdown::SHUTDOWN_LIMIT;
 use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
 use shared::procfs;
 use shared::server::{Launch, Server};
-use shared::shutdown::SHUTDOWN_LIMIT;
 use shared::wait::wait_until;
 use std::io::{ErrorKind, Write};
 use std::net::{Ipv4Addr, TcpStream};

@@ -6,7 +6,7 @@
 use shared::build::workspace_binary;
 use shared::server::{Launch, Server};
 use shared::wait::child_exit;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
@@ -190,4 +190,40 @@ fn a_server_killed_mid_run_fails_it_soon_and_quietly() {
         run.stdout.contains(&format!("soak: FAIL: the server (pid {pid}) is gone")),
         "{run:#?}"
     );
+}
+
+/// A wrong server on a free port of 127.0.0.1: each client gets a thread
+/// that reads a chunk, sleeps for `delay`, and answers with its reverse.
+/// The threads end when their client leaves, or with the test process.
+fn slow_server(delay: Duration) -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buffer = vec![0; 100_000];
+                while let Ok(n @ 1..) = client.read(&mut buffer) {
+                    std::thread::sleep(delay);
+                    let reply = shared::stages::Protocol::Reverse.reply(&buffer[..n]);
+                    if client.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_very_slow_server_cannot_stretch_the_run() {
+    // Each reply takes 4 s: within the 5 s any one reply may take, so the
+    // old soak waited for every one of a client's (up to 20) messages.
+    let port = slow_server(Duration::from_secs(4)).to_string();
+    let run = soak(&["--ports", &port, "--clients", "4", "--seconds", "1", "--seed", "1"]);
+    // --seconds, plus soak's stated grace of 3 s, plus start-up.
+    let limit = Duration::from_millis(1000 + 3000 + 1500);
+    assert!(run.elapsed < limit, "took {:?}, more than {limit:?}: {run:#?}", run.elapsed);
+    assert_eq!(run.status.code(), Some(1), "{run:#?}");
+    assert!(run.stderr.contains("no reply by the end of the run"), "{run:#?}");
 }

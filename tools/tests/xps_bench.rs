@@ -74,9 +74,12 @@ fn never_reply(mut stream: TcpStream) {
 fn stage07_gives_no_errors() {
     let server = Server::start(&workspace_binary("stage07", "stage07"), 1);
     let port = server.ports[0].to_string();
-    let (out, _) = bench(&["--port", &port, "--conns", "4", "--idle", "20", "--seconds", "1"]);
+    let args = ["--stage", "7", "--port", &port, "--conns", "4", "--idle", "20", "--seconds", "1"];
+    let (out, _) = bench(&args);
     let result = result(&out);
     assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with(&format!("xps-bench: 127.0.0.1:{port}, stage 7 (reverse), ")));
     assert_eq!(result["errors"], "0", "{out:?}");
     assert_eq!(result["idle_open"], "20", "{out:?}");
     assert!(number(&result, "msgs_per_s") > 0.0, "{out:?}");

@@ -2,21 +2,10 @@
 //! `--help`, `--version`) and what it does with ports it cannot open.
 //! These checks start the binary themselves.
 
+use crate::checks::launch::taken_port;
 use crate::checks::{Failure, Outcome, Subject, ensure};
 use crate::client::{Client, IO_TIMEOUT};
 use crate::server::{Exited, Server};
-use std::net::{Ipv4Addr, TcpListener};
-
-/// A port nobody else can take while the returned listener lives.
-fn taken_port() -> Result<(TcpListener, u16), Box<Failure>> {
-    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|err| Failure::new(format!("cannot bind a port to take: {err}"), ""))?;
-    let port = taken
-        .local_addr()
-        .map_err(|err| Failure::new(format!("cannot read the taken port: {err}"), ""))?
-        .port();
-    Ok((taken, port))
-}
 
 /// Runs `subject`'s binary with `args` until it exits (it should not
 /// start serving).

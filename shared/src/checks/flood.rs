@@ -2,72 +2,27 @@
 //! while another waits to be served.
 
 use crate::checks::target::{Failure, Outcome, Target, hint_for, secs};
-use crate::client::{Client, IO_TIMEOUT, ReplyEnd};
+use crate::client::{FloodEnd, Flooded, ReplyEnd};
 use crate::stages::{SendModel, Stage};
-use std::io::{ErrorKind, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How much longer than `--timeout` the waiting client of `blocking-send`
 /// may wait for its reply once the flooding client has left: time for the
 /// server to see the reset and close that connection.
 const AFTER_FLOOD_GRACE: Duration = Duration::from_secs(1);
 
-/// How a flood ended.
-#[derive(Debug)]
-enum FloodEnd {
-    /// A write made no progress for the stall time: the server stopped
-    /// reading.
-    Stalled,
-    /// The byte or time limit came first: the server kept reading.
-    Limit,
-    /// The server closed or reset the connection (the error).
-    Gone(String),
-}
-
-/// Sends without ever reading, as the experiment's `sender` does, until a
-/// write makes no progress for `stall`, `max_bytes` went out, `max_time`
-/// passed, or the server went away. Returns the bytes sent, and why it
-/// stopped.
-fn flood(
-    client: &Client,
-    stall: Duration,
-    max_bytes: usize,
-    max_time: Duration,
-) -> (usize, FloodEnd) {
-    let chunk = [b'x'; 64 * 1024];
-    let started = Instant::now();
-    let mut stream = client.stream();
-    let _ = stream.set_write_timeout(Some(stall));
-    let mut sent = 0;
-    let end = loop {
-        if sent >= max_bytes || started.elapsed() >= max_time {
-            break FloodEnd::Limit;
-        }
-        match stream.write(&chunk) {
-            Ok(0) => break FloodEnd::Gone("a write sent nothing".to_string()),
-            Ok(n) => sent += n,
-            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break FloodEnd::Stalled;
-            }
-            Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) => break FloodEnd::Gone(err.to_string()),
-        }
-    };
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    (sent, end)
-}
-
 /// Stage 7's Experiment 1: one client floods and never reads, another
 /// asks to be served. A server that blocks in `send()` passes with a note
 /// where the stage's row says it blocks, and fails where it says it buffers.
 pub fn blocking_send(target: &Target, stage: &Stage) -> Outcome {
     // Flood until our sends stall (a blocking server is stuck in send()) or
-    // for a few seconds (a non-blocking server may keep reading), then see
-    // whether another client is served while the flooder still hangs on,
-    // and, if not, once it has left.
+    // for two seconds (a non-blocking server keeps reading: by then it has
+    // queued tens of MiB of replies), then see whether another client on
+    // the same port, as in the course's tester, is served while the
+    // flooder still hangs on, and, if not, once it has left.
     let flooder = target.connect(0)?;
-    let (sent, end) =
-        flood(&flooder, Duration::from_secs(1), 256 << 20, target.wait(Duration::from_secs(5)));
+    let Flooded { sent, end } =
+        flooder.flood(Duration::from_secs(1), 256 << 20, target.wait(Duration::from_secs(2)));
     if let FloodEnd::Gone(err) = &end {
         // The server dropped the flooder, at once or once the buffers were
         // full, so the experiment could not run. That is a FAIL, not an
@@ -89,11 +44,17 @@ pub fn blocking_send(target: &Target, stage: &Stage) -> Outcome {
             ..Failure::default()
         }));
     }
-    let mut waiting = target.connect(target.ports() - 1)?;
-    let ping = b"ping\n";
+    let mut waiting = target.connect(0)?;
+    let ping = b"hello world\n";
     let expected = target.protocol.reply(ping);
     let _ = waiting.try_send(ping);
-    let mut reply = target.read_reply(&mut waiting, expected.len(), target.wait(target.timeout));
+    // A server whose sends stalled is stuck: a second is enough to see
+    // that it does not answer. One that kept reading gets all of --timeout.
+    let first_wait = match end {
+        FloodEnd::Stalled => target.timeout.min(Duration::from_secs(1)),
+        _ => target.timeout,
+    };
+    let mut reply = target.read_reply(&mut waiting, expected.len(), target.wait(first_wait));
     let served_at_once = reply.end == ReplyEnd::Complete;
     // Leave abruptly, as a killed client does: a server blocked in send()
     // to it gets an error instead of waiting on.

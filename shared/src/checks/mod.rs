@@ -11,9 +11,22 @@
 //! ([`Stage`]) tells it what is right there (reverse or write-back, whether
 //! a client that never reads may block the server, ...). A stage that
 //! shows the flaw its lesson is about passes with a note.
+//!
+//! Where the checks live, by what they need: [`wire`] and [`flood`] talk
+//! TCP only, to any running server; the others start the binary
+//! themselves ([`launch`] holds what they share): [`cli`] and [`config`]
+//! the command line, [`process`] fds and CPU from `/proc` under floods and
+//! limits, [`shutdown`] SIGINT and SIGTERM, [`log`] the workspace's own
+//! log lines. [`target`] is how a check reaches a server and says what
+//! went wrong.
 
 pub mod cli;
+pub mod config;
 pub mod flood;
+pub mod launch;
+pub mod log;
+pub mod process;
+pub mod shutdown;
 pub mod target;
 pub mod wire;
 
@@ -146,6 +159,12 @@ pub const CHECKS: &[Check] = &[
         run: Run::Wire(wire::large_message),
     },
     Check {
+        name: "odd-data",
+        about: "binary junk, NUL bytes, invalid UTF-8 and 1 MiB of random bytes come back whole",
+        group: Group::Wire,
+        run: Run::Wire(wire::odd_data),
+    },
+    Check {
         name: "blocking-send",
         about: "a client that never reads: does everyone else wait?",
         group: Group::Wire,
@@ -168,6 +187,78 @@ pub const CHECKS: &[Check] = &[
         about: "a bad flag: one line and the usage, status 2; --help and --version work",
         group: Group::Cli,
         run: Run::Binary(cli::bad_flags),
+    },
+    Check {
+        name: "bad-configuration",
+        about: "a failed listener leaves no socket; an unknown host ends it; bad values are named",
+        group: Group::Cli,
+        run: Run::Binary(config::bad_configuration),
+    },
+    Check {
+        name: "fd-exhaustion",
+        about: "out of fds: no spin, and clients are served again once fds are free",
+        group: Group::Process,
+        run: Run::Binary(process::fd_exhaustion),
+    },
+    Check {
+        name: "no-fd-leak",
+        about: "3000 connect/reply/close cycles leave the fds the server started with",
+        group: Group::Process,
+        run: Run::Binary(process::no_fd_leak),
+    },
+    Check {
+        name: "abrupt-clients",
+        about: "resets, 1000 drive-bys, silent, half-closed and 200 clients at once: all survived",
+        group: Group::Process,
+        run: Run::Binary(process::abrupt_clients),
+    },
+    Check {
+        name: "dead-peer-writes",
+        about: "a client that leaves while the server writes to it: no SIGPIPE, serving goes on",
+        group: Group::Process,
+        run: Run::Binary(process::dead_peer_writes),
+    },
+    Check {
+        name: "sigint-when-idle",
+        about: "SIGINT with 50 idle connections ends the server as the stage says, at once",
+        group: Group::Shutdown,
+        run: Run::Binary(shutdown::sigint_when_idle),
+    },
+    Check {
+        name: "sigterm-when-idle",
+        about: "SIGTERM with 50 idle connections ends the server as the stage says, at once",
+        group: Group::Shutdown,
+        run: Run::Binary(shutdown::sigterm_when_idle),
+    },
+    Check {
+        name: "sigint-while-streaming",
+        about: "SIGINT while two clients stream without pause ends the server at once",
+        group: Group::Shutdown,
+        run: Run::Binary(shutdown::sigint_while_streaming),
+    },
+    Check {
+        name: "sigterm-while-ping-pong",
+        about: "SIGTERM while 100 clients ping-pong ends the server at once",
+        group: Group::Shutdown,
+        run: Run::Binary(shutdown::sigterm_while_ping_pong),
+    },
+    Check {
+        name: "second-sigint",
+        about: "a second SIGINT ends a shutdown that hangs on a blocked log",
+        group: Group::Shutdown,
+        run: Run::Binary(shutdown::second_sigint),
+    },
+    Check {
+        name: "log-clients",
+        about: "the log shows each new connection, each message and each client that leaves",
+        group: Group::Log,
+        run: Run::Binary(log::log_clients),
+    },
+    Check {
+        name: "terminal-is-safe",
+        about: "control bytes from a client never reach the server's stdout raw",
+        group: Group::Log,
+        run: Run::Binary(log::terminal_is_safe),
     },
 ];
 
@@ -233,5 +324,16 @@ mod tests {
         }
         assert!(find("random-strings").is_some());
         assert!(find("nope").is_none());
+    }
+
+    /// xps-check runs the wire checks against any server, and the harness
+    /// skips the Log group for other binaries: a check's group must match
+    /// how it runs.
+    #[test]
+    fn groups_match_how_checks_run() {
+        for check in CHECKS {
+            let over_tcp = matches!(check.group, Group::Tester | Group::Wire);
+            assert_eq!(matches!(check.run, Run::Wire(_)), over_tcp, "{}", check.name);
+        }
     }
 }

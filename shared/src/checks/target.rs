@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// How long to listen for bytes after a check's last expected reply: a
 /// server that sends more than the reply is caught here.
-const EXTRA_WAIT: Duration = Duration::from_millis(50);
+pub const EXTRA_WAIT: Duration = Duration::from_millis(50);
 
 /// Why a check failed: what was sent, what a right server replies, what
 /// came back, and what that usually means.
@@ -366,14 +366,17 @@ pub fn hint_for(
 mod tests {
     use super::*;
     use crate::checks::CHECK_DEADLINE;
+    use crate::client::ClosedPort;
     use std::net::{Ipv4Addr, TcpListener};
 
     #[test]
     fn connect_tries_each_address() {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let open = listener.local_addr().unwrap();
-        // A port nothing listens on: bound, then let go.
-        let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+        // A port nothing listens on, kept so while the test runs (a port
+        // bound and let go could be taken by another test meanwhile).
+        let closed_port = ClosedPort::new().unwrap();
+        let closed = closed_port.addr();
         let target = Target::new(
             vec![vec![closed, open]],
             Protocol::Reverse,

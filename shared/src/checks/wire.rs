@@ -3,10 +3,12 @@
 //! server; the stage tests run them against each stage's binary.
 
 use crate::checks::target::{Failure, Outcome, Target, secs, show, silence};
-use crate::client::ReplyEnd;
+use crate::client::{Client, ReplyEnd};
 use crate::oracle::Rng;
-use crate::stages::Stage;
-use std::sync::{Arc, Barrier};
+use crate::stages::{Protocol, Stage};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// On every port, a client gets two messages answered.
@@ -89,36 +91,74 @@ fn too_slow(done: usize, total: usize, took: Duration, limit: Duration) -> Failu
 /// The official tester's second check: ten clients on one port at once,
 /// each with its own message.
 pub fn ten_clients(target: &Target, _stage: &Stage) -> Outcome {
+    // Connect them all first: a client that cannot connect fails the check
+    // here, before any thread waits for the others.
     let mut clients = Vec::new();
     for _ in 0..10 {
         clients.push(target.connect(0)?);
     }
-    let start = Arc::new(Barrier::new(clients.len()));
-    let mut clients = std::thread::scope(|scope| {
-        let runs: Vec<_> = clients
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut client)| {
-                let start = Arc::clone(&start);
-                scope.spawn(move || {
-                    start.wait();
-                    target.exchange(&mut client, format!("string-{i}\n").as_bytes())?;
-                    Ok(client)
-                })
-            })
-            .collect();
-        runs.into_iter()
-            .map(|run| {
-                run.join().unwrap_or_else(|_| {
-                    Err(Box::new(Failure {
-                        what: "a client thread panicked".to_string(),
-                        ..Failure::default()
-                    }))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })?;
+    let mut clients = all_at_once(target, clients, |i| format!("string-{i}\n").into_bytes())?;
     target.nothing_more(&mut clients)
+}
+
+/// Every one of `clients` (already connected) sends `message(i)` at the
+/// same moment, each on its own thread, and checks its reply. Returns the
+/// clients, or the first failure.
+///
+/// The threads start together at a gate that opens once every thread
+/// exists, or at once if one could not be made; a `Barrier` would leave
+/// the others waiting forever for a thread that never came.
+pub fn all_at_once(
+    target: &Target,
+    clients: Vec<Client>,
+    message: impl Fn(usize) -> Vec<u8> + Sync,
+) -> Result<Vec<Client>, Box<Failure>> {
+    // Held for writing until every thread is spawned; each thread takes it
+    // for reading (all of them at once) before it sends.
+    let gate = RwLock::new(());
+    let cancelled = AtomicBool::new(false);
+    let count = clients.len();
+    std::thread::scope(|scope| {
+        let closed = gate.write().unwrap_or_else(PoisonError::into_inner);
+        let mut runs = Vec::with_capacity(count);
+        for (i, mut client) in clients.into_iter().enumerate() {
+            let (gate, cancelled, message) = (&gate, &cancelled, &message);
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
+                drop(gate.read().unwrap_or_else(PoisonError::into_inner));
+                if cancelled.load(Ordering::Relaxed) {
+                    return Err(Failure::new("cancelled", ""));
+                }
+                target.exchange(&mut client, &message(i))?;
+                Ok(client)
+            });
+            match spawned {
+                Ok(run) => runs.push(run),
+                Err(err) => {
+                    cancelled.store(true, Ordering::Relaxed);
+                    drop(closed);
+                    return Err(Failure::new(
+                        format!("cannot start the thread of client {i} of {count}: {err}"),
+                        "",
+                    ));
+                }
+            }
+        }
+        drop(closed);
+        let mut done = Vec::with_capacity(count);
+        let mut first_failure = None;
+        for run in runs {
+            match run.join() {
+                Ok(Ok(client)) => done.push(client),
+                Ok(Err(failure)) => {
+                    first_failure.get_or_insert(failure);
+                }
+                Err(_) => {
+                    first_failure.get_or_insert(Failure::new("a client thread panicked", ""));
+                }
+            }
+        }
+        first_failure.map_or(Ok(done), Err)
+    })
 }
 
 /// The official tester's third check: of two clients the first leaves;
@@ -233,4 +273,85 @@ pub fn large_message(target: &Target, _stage: &Stage) -> Outcome {
             .to_string(),
         ..Failure::default()
     }))
+}
+
+/// Binary junk, invalid UTF-8, NUL bytes, a lone newline and multi-byte
+/// characters are answered byte for byte; 1 MiB of random bytes, sent
+/// while the replies are read, comes back whole; then every port still
+/// answers.
+pub fn odd_data(target: &Target, stage: &Stage) -> Outcome {
+    let mut client = target.connect(0)?;
+    for message in [&b"\xff\xfe\xc3(\n"[..], b"a\0b\0c\n", b"\n", "a\u{f1}b\u{1f600}\n".as_bytes()]
+    {
+        target.exchange(&mut client, message).map_err(|mut failure| {
+            failure.hint = format!(
+                "{} (a message is bytes, not a C string: a \\0 does not end it, and bytes that \
+                 are not UTF-8 are reversed one by one)",
+                failure.hint
+            );
+            failure
+        })?;
+    }
+    big_random_message(target, stage)?;
+    let mut clients = Vec::new();
+    for index in 0..target.ports() {
+        let mut client = target.connect(index)?;
+        target.exchange(&mut client, b"after the odd data\n")?;
+        clients.push(client);
+    }
+    target.nothing_more(&mut clients)
+}
+
+/// 1 MiB of random bytes, sent by one thread while this one reads. The
+/// server answers each chunk as TCP delivers it, so with the reverse
+/// protocol the reply depends on where the chunks were cut, but every
+/// reply is a reordering of its chunk: the reply holds the same bytes, as
+/// many of each, as the message.
+fn big_random_message(target: &Target, stage: &Stage) -> Result<(), Box<Failure>> {
+    const SIZE: usize = 1 << 20;
+    let message = Rng::new(42).bytes(SIZE);
+    let mut client = target.connect(0)?;
+    let mut writer = client
+        .stream()
+        .try_clone()
+        .map_err(|err| Failure::new(format!("cannot clone a client socket: {err}"), ""))?;
+    let reply = std::thread::scope(|scope| {
+        let sending = scope.spawn(|| writer.write_all(&message));
+        let reply = target.read_reply(&mut client, SIZE, target.wait(target.timeout * 5));
+        // A failed send shows in the reply as well: fewer bytes came back.
+        let _ = sending.join();
+        reply
+    });
+    let same_bytes = match stage.protocol {
+        Protocol::WriteBack => reply.bytes == message,
+        Protocol::Reverse => histogram(&reply.bytes) == histogram(&message),
+    };
+    if reply.end != ReplyEnd::Complete || !same_bytes {
+        return Err(Box::new(Failure {
+            what: if reply.end == ReplyEnd::Complete {
+                format!("all {SIZE} bytes of a random message came back, but not the same bytes")
+            } else {
+                format!(
+                    "{} of the {SIZE} bytes of a random message came back ({:?})",
+                    reply.bytes.len(),
+                    reply.end
+                )
+            },
+            hint: "every byte received must be sent back, whatever its value: use the count \
+                   recv() returns (never strlen), and loop on send() until all of it is written"
+                .to_string(),
+            ..Failure::default()
+        }));
+    }
+    target.nothing_more([&mut client])?;
+    Ok(())
+}
+
+/// How many times each byte value occurs in `bytes`.
+fn histogram(bytes: &[u8]) -> [usize; 256] {
+    let mut counts = [0; 256];
+    for &byte in bytes {
+        counts[usize::from(byte)] += 1;
+    }
+    counts
 }

@@ -6,8 +6,9 @@
 //! mkdata --force huge_file.dat 1G     overwrite an existing file
 //! ```
 
-use shared::cli::options_or_exit;
+use shared::cli::{options_or_exit, unknown};
 use shared::oracle::Rng;
+use shared::progress::{OffTerminal, ProgressLine};
 use shared::units::{format_bytes, parse_size};
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
@@ -45,9 +46,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Request>, Str
             "-h" | "--help" => return Ok(None),
             "--text" => text = true,
             "--force" => force = true,
-            flag if flag.starts_with('-') && flag.len() > 1 => {
-                return Err(format!("unknown option '{flag}'"));
-            }
+            flag if flag.starts_with('-') && flag.len() > 1 => return Err(unknown(flag)),
             _ => positional.push(arg),
         }
     }
@@ -110,7 +109,7 @@ fn write_file(request: &Request) -> io::Result<()> {
 /// Writes the file's content, with progress on a terminal.
 fn fill_file(file: &mut File, request: &Request) -> io::Result<()> {
     let started = Instant::now();
-    let on_terminal = io::stderr().is_terminal();
+    let mut progress = ProgressLine::new(io::stderr().is_terminal(), OffTerminal::Quiet);
     let mut last_report = started;
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let mut rng = Rng::new(now.as_nanos() as u64 ^ u64::from(std::process::id()));
@@ -125,16 +124,15 @@ fn fill_file(file: &mut File, request: &Request) -> io::Result<()> {
         }
         file.write_all(&chunk[..len])?;
         written += len as u64;
-        if on_terminal && last_report.elapsed() >= Duration::from_millis(100) {
+        if last_report.elapsed() >= Duration::from_millis(100) {
             last_report = Instant::now();
             let percent = written * 100 / request.size;
-            eprint!("\r{} of {} ({percent}%)", format_bytes(written), format_bytes(request.size));
+            let size = format_bytes(request.size);
+            progress.show(&format!("{} of {size} ({percent}%)", format_bytes(written)));
         }
     }
     file.sync_all()?;
-    if on_terminal {
-        eprint!("\r\x1b[K");
-    }
+    progress.clear();
     eprintln!(
         "wrote {} to {} in {:.1} s",
         format_bytes(written),

@@ -12,7 +12,8 @@
 //! first in our receive buffer, then in the server's send buffer, until the
 //! server's blocking `send()` cannot go on and the whole server waits.
 
-use shared::cli::options_or_exit;
+use shared::cli::{Args, options_or_exit, resolve, unknown};
+use shared::progress::{OffTerminal, ProgressLine, Rate};
 use shared::units::format_bytes;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::net::TcpStream;
@@ -28,8 +29,9 @@ replies. From a terminal it sends each line you type; from a file or a
 pipe (sender < huge_file.dat) it streams everything and shows progress.
 
 Options:
-  --host HOST     server address (default 127.0.0.1)
-  --port PORT     server port (default 8001)
+  --host HOST     server address (default 127.0.0.1; a name is tried at
+                  each of its addresses, IPv4 first)
+  --port PORT     server port, 1 to 65535 (default 8001)
   --exit-at-eof   close the connection at the end of input instead of
                   keeping it open until Ctrl+C
   -h, --help      print this help";
@@ -49,21 +51,25 @@ struct Options {
     exit_at_eof: bool,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options { host: "127.0.0.1".to_string(), port: 8001, exit_at_eof: false };
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
+    let mut args = Args::new(args);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--exit-at-eof" => options.exit_at_eof = true,
-            "--host" => options.host = args.next().ok_or("--host needs a value")?,
-            "--port" => {
-                let value = args.next().ok_or("--port needs a value")?;
-                options.port = value.parse().map_err(|_| format!("'{value}' is not a port"))?;
-            }
-            other => return Err(format!("unknown option '{other}'")),
+            "--host" => options.host = args.value(&flag)?,
+            "--port" => options.port = args.port(&flag)?,
+            _ => return Err(unknown(&flag)),
         }
     }
     Ok(Some(options))
+}
+
+/// Connects to the first of `host`'s addresses that answers, IPv4 first.
+fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
+    let addrs = resolve(host, &[port])?.concat();
+    TcpStream::connect(&addrs[..]).map_err(|err| format!("cannot connect to {host}:{port}: {err}"))
 }
 
 fn main() -> ExitCode {
@@ -71,10 +77,10 @@ fn main() -> ExitCode {
         Ok(options) => options,
         Err(status) => return status,
     };
-    let stream = match TcpStream::connect((options.host.as_str(), options.port)) {
+    let stream = match connect(&options.host, options.port) {
         Ok(stream) => stream,
-        Err(err) => {
-            eprintln!("sender: cannot connect to {}:{}: {err}", options.host, options.port);
+        Err(message) => {
+            eprintln!("sender: {message}");
             return ExitCode::FAILURE;
         }
     };
@@ -144,7 +150,7 @@ fn stream_stdin(mut stream: TcpStream, exit_at_eof: bool) -> Result<(), String> 
             progress.tick();
         }
     }
-    progress.end_line();
+    progress.line.finish();
     eprintln!("end of input: sent {} in all", format_bytes(progress.total));
     if exit_at_eof {
         return Ok(());
@@ -178,9 +184,9 @@ fn wait_for_server_to_close(stream: &TcpStream) {
 }
 
 /// The progress display on stderr: a line redrawn in place on a terminal,
-/// a plain line every second otherwise.
+/// a plain line every second otherwise (see [`Progress::tick`]).
 struct Progress {
-    on_terminal: bool,
+    line: ProgressLine,
     started: Instant,
     /// Bytes sent so far.
     total: u64,
@@ -188,29 +194,20 @@ struct Progress {
     last_progress: Instant,
     /// When the display was last updated.
     last_draw: Instant,
-    /// The total and time of the last rate measurement.
-    rate_mark: (u64, Instant),
-    /// Bytes per second over the last measurement.
-    rate: f64,
-    /// Whether a line is drawn in place and must be ended before others.
-    line_open: bool,
-    /// The last line printed when not on a terminal, not to repeat it.
-    last_line: String,
+    /// Bytes per second.
+    rate: Rate,
 }
 
 impl Progress {
     fn new(on_terminal: bool) -> Progress {
         let now = Instant::now();
         Progress {
-            on_terminal,
+            line: ProgressLine::new(on_terminal, OffTerminal::EachChange),
             started: now,
             total: 0,
             last_progress: now,
             last_draw: now,
-            rate_mark: (0, now),
-            rate: 0.0,
-            line_open: false,
-            last_line: String::new(),
+            rate: Rate::new(now),
         }
     }
 
@@ -225,32 +222,23 @@ impl Progress {
     /// late on a busy machine.
     fn tick(&mut self) {
         let now = Instant::now();
+        let on_terminal = self.line.on_terminal();
         let interval =
-            if self.on_terminal { Duration::from_millis(100) } else { Duration::from_secs(1) };
-        let new_stall_second = !self.on_terminal
+            if on_terminal { Duration::from_millis(100) } else { Duration::from_secs(1) };
+        // A stall's status does not show the rate, so any rate will do to
+        // see whether it says a new second.
+        let new_stall_second = !on_terminal
             && now.duration_since(self.last_progress) >= STALL_AFTER
-            && self.status(now) != self.last_line;
+            && self.line.is_new(&self.status(now, 0.0));
         if now.duration_since(self.last_draw) < interval && !new_stall_second {
             return;
         }
         self.last_draw = now;
-        let (mark_total, mark_time) = self.rate_mark;
-        let span = now.duration_since(mark_time);
-        if span >= Duration::from_millis(500) {
-            self.rate = (self.total - mark_total) as f64 / span.as_secs_f64();
-            self.rate_mark = (self.total, now);
-        }
-        let status = self.status(now);
-        if self.on_terminal {
-            eprint!("\r\x1b[K{status}");
-            self.line_open = true;
-        } else if status != self.last_line {
-            eprintln!("{status}");
-            self.last_line = status;
-        }
+        let rate = self.rate.update(self.total, now);
+        self.line.show(&self.status(now, rate));
     }
 
-    fn status(&self, now: Instant) -> String {
+    fn status(&self, now: Instant, rate: f64) -> String {
         let stalled = now.duration_since(self.last_progress);
         let sent = format_bytes(self.total);
         if stalled >= STALL_AFTER {
@@ -258,23 +246,15 @@ impl Progress {
         } else {
             format!(
                 "sent {sent} at {}/s ({:.0} s)",
-                format_bytes(self.rate as u64),
+                format_bytes(rate as u64),
                 now.duration_since(self.started).as_secs_f64()
             )
         }
     }
 
-    /// Ends a line drawn in place, so the next message starts on its own.
-    fn end_line(&mut self) {
-        if self.line_open {
-            eprintln!();
-            self.line_open = false;
-        }
-    }
-
     /// Ends the display before an error message, with the final count.
     fn fail(&mut self, message: &str) -> String {
-        self.end_line();
+        self.line.finish();
         format!("{message} (after sending {})", format_bytes(self.total))
     }
 }

@@ -4,11 +4,12 @@
 
 use crate::conn::{Conn, Failure, Role, State, start_connect};
 use crate::histogram::Histogram;
-use crate::progress::Progress;
 use crate::report::Report;
 use crate::{Options, cpu_time};
-use shared::oracle::{Rng, expected_reply};
-use std::fmt::Write as _;
+use shared::checks::show;
+use shared::oracle::Rng;
+use shared::progress::{OffTerminal, ProgressLine, Rate};
+use shared::stages::Protocol;
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -37,12 +38,11 @@ const TICK: Duration = Duration::from_millis(100);
 /// The most events one `epoll_wait()` returns.
 const MAX_EVENTS: usize = 1024;
 
-/// What the line of each message is made of.
-const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
 pub(crate) struct Bench {
     epoll: OwnedFd,
     addr: SocketAddr,
+    /// What a right server replies.
+    protocol: Protocol,
     n_idle: usize,
     n_active: usize,
     msg_size: usize,
@@ -92,10 +92,11 @@ impl Bench {
         // Generous, but bounded: a server that drops handshakes cannot make
         // the generator wait for ever.
         let connect_phase = CONNECT_TIMEOUT + Duration::from_millis(total as u64);
-        let seconds = Duration::from_secs_f64(options.seconds);
+        let seconds = options.seconds;
         Ok(Bench {
             epoll,
             addr,
+            protocol: options.stage.protocol,
             n_idle: options.idle,
             n_active: options.conns,
             msg_size: options.msg_size,
@@ -142,7 +143,8 @@ impl Bench {
     /// window, when no active connection is left, or at the hard deadline.
     pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
-        let mut progress = Progress::new(io::stderr().is_terminal());
+        let mut progress = ProgressLine::new(io::stderr().is_terminal(), OffTerminal::Quiet);
+        let mut rate = Rate::new(Instant::now());
         let mut next_tick = Instant::now();
         loop {
             let now = Instant::now();
@@ -158,8 +160,8 @@ impl Bench {
             }
             if now >= next_tick {
                 self.check_deadlines(now);
-                let rate = progress.rate(self.report.replies_total, now);
-                progress.draw(&self.status(now, rate));
+                let rate = rate.update(self.report.replies_total, now);
+                progress.show(&self.status(now, rate));
                 next_tick = now + TICK;
             }
             let mut wait = next_tick.saturating_duration_since(now);
@@ -325,12 +327,7 @@ impl Bench {
     fn next_message(&mut self, index: usize) {
         let size = self.msg_size;
         let conn = &mut self.conns[index];
-        conn.message.clear();
-        for _ in 1..size {
-            let pick = conn.rng.below(ALPHABET.len());
-            conn.message.push(ALPHABET[pick]);
-        }
-        conn.message.push(b'\n');
+        conn.rng.line_into(&mut conn.message, size);
         conn.sent = 0;
         conn.reply.clear();
         conn.started = Instant::now();
@@ -399,7 +396,7 @@ impl Bench {
         if conn.replies == 1 {
             self.settled += 1;
         }
-        let expected = expected_reply(&conn.message);
+        let expected = self.protocol.reply(&conn.message);
         if conn.reply != expected {
             let why = format!(
                 "wrong reply: sent {}, expected {}, got {}",
@@ -535,18 +532,4 @@ impl Bench {
             ),
         }
     }
-}
-
-/// Bytes shown for an error message: escaped, and cut if long.
-fn show(bytes: &[u8]) -> String {
-    const SHOWN: usize = 40;
-    let mut text = String::from("\"");
-    for &byte in bytes.iter().take(SHOWN) {
-        let _ = write!(text, "{}", std::ascii::escape_default(byte));
-    }
-    text.push('"');
-    if bytes.len() > SHOWN {
-        let _ = write!(text, "... ({} bytes)", bytes.len());
-    }
-    text
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 pub(crate) enum Role {
     /// Opened and then left alone.
     Idle,
-    /// Sends a message, waits for its reverse, sends the next.
+    /// Sends a message, waits for its reply, sends the next.
     Active,
 }
 
@@ -34,7 +34,7 @@ pub(crate) enum State {
 /// The kinds of error counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
-    /// A reply that is not the reverse of the message.
+    /// A reply that is not what the stage's protocol says.
     Wrong,
     /// The server closed or reset the connection.
     Reset,

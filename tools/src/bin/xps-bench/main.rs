@@ -1,15 +1,16 @@
-//! `xps-bench`: a ping-pong load generator for any reverse server.
+//! `xps-bench`: a ping-pong load generator for the server of any stage.
 //!
 //! ```text
 //! xps-bench                                  10 clients on 127.0.0.1:8001 for 5 s
 //! xps-bench --conns 100 --idle 10000 --seconds 3
-//! xps-bench --port 8002 --msg-size 512
+//! xps-bench --port 8002 --msg-size 512 --stage 6
 //! ```
 //!
 //! It first opens `--idle` connections that it never uses, then `--conns`
 //! active ones. Each active connection sends a line of `--msg-size` bytes,
-//! reads the whole reply, checks it is the exact reverse, and sends the next
-//! line. Once every active connection has had its first reply, it counts
+//! reads the whole reply, checks it is exactly what the stage's protocol
+//! says (the reverse up to stage 9, the line itself from stage 10), and
+//! sends the next line. Once every active connection has had its first reply, it counts
 //! for `--seconds`, then prints messages per second, latency percentiles
 //! and errors, and a last `result:` line of `key=value` pairs for scripts.
 //!
@@ -20,48 +21,63 @@
 mod bench;
 mod conn;
 mod histogram;
-mod progress;
 mod report;
 
 use bench::Bench;
 use report::Report;
-use shared::cli::options_or_exit;
+use shared::cli::{Args, options_or_exit, resolve, unknown};
+use shared::stages::{self, Stage};
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "\
-Usage: xps-bench [--host HOST] [--port PORT] [--conns K] [--idle I]
+/// The usage, with the stages this workspace has.
+fn usage() -> String {
+    let stages = stages::numbers_in_words();
+    format!(
+        "\
+Usage: xps-bench [--stage N] [--host HOST] [--port PORT] [--conns K] [--idle I]
                  [--seconds S] [--msg-size M] [--timeout T]
 
-Loads a reverse server with K clients that each send an M-byte line, wait
-for its reverse and send the next, after opening I clients that never send.
-Prints msgs/s, latency and errors, then one line of key=value pairs:
+Loads the server of stage N with K clients that each send an M-byte line,
+wait for the reply and send the next, after opening I clients that never
+send. Every reply is checked: the line reversed up to stage 9, the line
+itself from stage 10. Prints msgs/s, latency and errors, then one line of
+key=value pairs:
   result: msgs_per_s=... p50_us=... p99_us=... max_us=... errors=... ...
 Exits with status 0 only if there were no errors and at least one message.
 
 Options:
-  --host HOST      server address (default 127.0.0.1)
-  --port PORT      server port (default 8001)
-  --conns K        active connections (default 10)
-  --idle I         connections opened first and never used (default 0)
-  --seconds S      how long to measure, after the warm-up (default 5)
+  --stage N        the stage whose replies to expect: {stages} (default 7)
+  --host HOST      server address (default 127.0.0.1); a name with several
+                   addresses (localhost) is tried at each, IPv4 first, with
+                   one connection closed at once, and the run uses the
+                   first that answers
+  --port PORT      server port, 1 to 65535 (default 8001)
+  --conns K        active connections, 1 to 100000 (default 10)
+  --idle I         connections opened first and never used, 0 to 1000000
+                   (default 0)
+  --seconds S      how long to measure, after the warm-up (default 5, at
+                   most 3600)
   --msg-size M     bytes per message, newline included, 1 to 65536
-                   (default 64); a server that gets a long message in
-                   pieces reverses each piece, so keep it small
+                   (default 64); a reverse server that gets a long message
+                   in pieces reverses each piece, so keep it small
   --timeout T      seconds a reply may take before it counts as an error
-                   (default 3)
-  -h, --help       print this help";
+                   (default 3, at most 60)
+  -h, --help       print this help"
+    )
+}
 
 #[derive(Debug, Clone, PartialEq)]
 struct Options {
+    stage: &'static Stage,
     host: String,
     port: u16,
     conns: usize,
     idle: usize,
-    seconds: f64,
+    seconds: Duration,
     msg_size: usize,
     timeout: Duration,
 }
@@ -69,58 +85,41 @@ struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
+            stage: stages::stage(7).expect("stage 7 is in the table"),
             host: "127.0.0.1".to_string(),
             port: 8001,
             conns: 10,
             idle: 0,
-            seconds: 5.0,
+            seconds: Duration::from_secs(5),
             msg_size: 64,
             timeout: Duration::from_secs(3),
         }
     }
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options::default();
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
-        match arg.as_str() {
+    let mut args = Args::new(args);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--host" => options.host = value("--host")?,
-            "--port" => options.port = number(&value("--port")?, "a port", 1, 65535)?,
-            "--conns" => options.conns = number(&value("--conns")?, "a count", 1, 100_000)?,
-            "--idle" => options.idle = number(&value("--idle")?, "a count", 0, 1_000_000)?,
-            "--msg-size" => options.msg_size = number(&value("--msg-size")?, "a size", 1, 65536)?,
-            "--seconds" => options.seconds = seconds(&value("--seconds")?, 3600.0)?,
-            "--timeout" => {
-                options.timeout = Duration::from_secs_f64(seconds(&value("--timeout")?, 60.0)?)
-            }
-            other => return Err(format!("unknown option '{other}'")),
+            "--stage" => options.stage = args.stage(&flag)?,
+            "--host" => options.host = args.value(&flag)?,
+            "--port" => options.port = args.port(&flag)?,
+            "--conns" => options.conns = args.number(&flag, 1..=100_000)?,
+            "--idle" => options.idle = args.number(&flag, 0..=1_000_000)?,
+            "--msg-size" => options.msg_size = args.number(&flag, 1..=65536)?,
+            "--seconds" => options.seconds = args.seconds(&flag, 3600.0)?,
+            "--timeout" => options.timeout = args.seconds(&flag, 60.0)?,
+            _ => return Err(unknown(&flag)),
         }
     }
     Ok(Some(options))
 }
 
-/// Parses a whole number in `min..=max`; `what` names it in the error.
-fn number<T: TryFrom<u64>>(text: &str, what: &str, min: u64, max: u64) -> Result<T, String> {
-    let bad = || format!("'{text}' is not {what} from {min} to {max}");
-    let value: u64 = text.parse().map_err(|_| bad())?;
-    if !(min..=max).contains(&value) {
-        return Err(bad());
-    }
-    T::try_from(value).map_err(|_| bad())
-}
-
-/// Parses a number of seconds, more than 0 and at most `max`.
-fn seconds(text: &str, max: f64) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value > 0.0 && value <= max => Ok(value),
-        _ => Err(format!("'{text}' is not a number of seconds above 0 and up to {max}")),
-    }
-}
-
 fn main() -> ExitCode {
-    let options = match options_or_exit("xps-bench", USAGE, parse_args(std::env::args().skip(1))) {
+    let parsed = parse_args(std::env::args().skip(1));
+    let options = match options_or_exit("xps-bench", &usage(), parsed) {
         Ok(options) => options,
         Err(status) => return status,
     };
@@ -140,13 +139,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long the connection that picks one of several addresses may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Resolves the address, makes room for the sockets, and runs the loop.
 fn run(options: &Options) -> Result<Report, String> {
-    let addr = (options.host.as_str(), options.port)
-        .to_socket_addrs()
-        .map_err(|err| format!("cannot resolve '{}': {err}", options.host))?
-        .next()
-        .ok_or_else(|| format!("'{}' has no address", options.host))?;
+    let addr = pick_address(&resolve(&options.host, &[options.port])?.concat());
     // Every connection is a file descriptor; leave a few for stdio and epoll.
     let needed = (options.conns + options.idle + 16) as u64;
     let limit = raise_fd_limit().map_err(|err| format!("cannot raise the fd limit: {err}"))?;
@@ -160,6 +158,18 @@ fn run(options: &Options) -> Result<Report, String> {
     let mut bench = Bench::new(options, addr).map_err(|err| format!("epoll_create1(): {err}"))?;
     bench.run().map_err(|err| format!("epoll_wait(): {err}"))?;
     Ok(bench.report())
+}
+
+/// The address to load, from `addrs` (IPv4 first): the only one, or else
+/// the first that accepts a connection (closed at once), so that a server
+/// on 127.0.0.1 is found even where "localhost" is ::1 first. If none
+/// answers, the first: the run then counts its connections as failed.
+fn pick_address(addrs: &[SocketAddr]) -> SocketAddr {
+    if let [only] = addrs {
+        return *only;
+    }
+    let answers = |addr: &&SocketAddr| TcpStream::connect_timeout(addr, PROBE_TIMEOUT).is_ok();
+    *addrs.iter().find(answers).unwrap_or(&addrs[0])
 }
 
 /// Raises the soft limit on open files to the hard limit, and returns it.
@@ -223,13 +233,29 @@ mod tests {
             (options.port, options.conns, options.idle, options.msg_size),
             (9000, 100, 10000, 128)
         );
-        assert_eq!(options.seconds, 0.5);
+        assert_eq!(options.seconds, Duration::from_millis(500));
+        assert_eq!(options.stage.number, 7);
+        assert_eq!(parse(&["--stage", "6"]).unwrap().unwrap().stage.number, 6);
         assert_eq!(parse(&["--help"]), Ok(None));
         assert!(parse(&["--conns", "0"]).is_err());
         assert!(parse(&["--msg-size", "0"]).is_err());
         assert!(parse(&["--seconds", "-1"]).is_err());
         assert!(parse(&["--seconds", "NaN"]).is_err());
         assert!(parse(&["--port"]).is_err());
+        assert!(parse(&["--port", "0"]).is_err());
+        assert!(parse(&["--stage", "5"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn the_first_address_that_answers_is_loaded() {
+        use std::net::{Ipv4Addr, TcpListener};
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let open = listener.local_addr().unwrap();
+        // Bound, then let go: nothing listens there.
+        let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+        assert_eq!(pick_address(&[closed, open]), open);
+        assert_eq!(pick_address(&[open, closed]), open);
+        assert_eq!(pick_address(&[closed]), closed);
     }
 }

@@ -42,8 +42,14 @@ impl Report {
         let (p50, p99, max) =
             (us(self.latency.quantile(0.5)), us(self.latency.quantile(0.99)), us(self.latency.max));
         println!(
-            "xps-bench: {}:{}, {} active + {} idle connections, {}-byte messages",
-            options.host, options.port, options.conns, options.idle, options.msg_size
+            "xps-bench: {}:{}, stage {} ({}), {} active + {} idle connections, {}-byte messages",
+            options.host,
+            options.port,
+            options.stage.number,
+            options.stage.protocol.name(),
+            options.conns,
+            options.idle,
+            options.msg_size
         );
         if options.idle > 0 {
             println!(

@@ -20,10 +20,9 @@ mod report;
 use report::{Tally, report, summary};
 use shared::checks::target::nothing_listens;
 use shared::checks::{CHECK_DEADLINE, CHECKS, Cause, Check, REPLY_TIMEOUT, Run, run_wire, secs};
-use shared::cli::options_or_exit;
-use shared::stages::{self, Stage};
+use shared::cli::{Args, options_or_exit, resolve, unknown};
+use shared::stages::{self, STAGES, SendModel, Stage};
 use std::io::IsTerminal;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -35,6 +34,7 @@ fn usage() -> String {
 Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME]
                  [--timeout SECS] [--deadline SECS] [--json]
        xps-check --list
+       xps-check --stages
 
 Checks the server listening on HOST at PORTS against the milestones of
 stage N ({stages}) and prints one line per check. The stage says what a
@@ -45,9 +45,13 @@ Options:
   --stage N        {stages} (required, except with --list)
   --host HOST      where the server is (default 127.0.0.1; a name is tried
                    at each of its addresses, IPv4 first)
-  --ports P1,...   its ports (default 8001,8002,8003,8004)
+  --ports P1,...   its ports, 1 to 65535 (default 8001,8002,8003,8004)
   --only NAME      run only this check (see --list)
   --list           list the checks and exit
+  --stages         list the stages, one line each, and exit: NUMBER CRATE
+                   PROTOCOL, then send=blocks|buffers idle=quiet|spins
+                   memory=bounded|unbounded shutdown=graceful|none (for
+                   scripts such as tools/bench.sh)
   --timeout SECS   how long to wait for one reply (default 2, at most 60)
   --deadline SECS  how long one check may take in all (default 20, at most
                    600); a check that runs out of time fails
@@ -74,91 +78,65 @@ struct Options {
     ports: Vec<u16>,
     only: Option<String>,
     list: bool,
+    stages: bool,
     timeout: Duration,
     deadline: Duration,
     json: bool,
 }
 
-/// Parses `--timeout`'s or `--deadline`'s value: seconds, more than 0 and
-/// at most `max`.
-fn seconds(flag: &str, value: &str, max: f64) -> Result<Duration, String> {
-    value
-        .parse()
-        .ok()
-        .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= max)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            format!("{flag} takes seconds, more than 0 and at most {max}, not '{value}'")
-        })
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         stage: None,
         host: "127.0.0.1".to_string(),
         ports: vec![8001, 8002, 8003, 8004],
         only: None,
         list: false,
+        stages: false,
         timeout: REPLY_TIMEOUT,
         deadline: CHECK_DEADLINE,
         json: false,
     };
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
+    let mut args = Args::new(args);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--json" => options.json = true,
             "--list" => options.list = true,
-            "--stage" => {
-                let stage = value()?;
-                options.stage = stage.parse().ok().and_then(stages::stage);
-                if options.stage.is_none() {
-                    let stages = stages::numbers_in_words();
-                    return Err(format!("--stage must be {stages}, not '{stage}'"));
-                }
-            }
-            "--host" => options.host = value()?,
-            "--ports" => {
-                let list = value()?;
-                options.ports = list
-                    .split(',')
-                    .map(|p| p.trim().parse().map_err(|_| format!("'{p}' is not a port")))
-                    .collect::<Result<_, _>>()?;
-            }
-            "--only" => options.only = Some(value()?),
-            "--timeout" => options.timeout = seconds("--timeout", &value()?, 60.0)?,
-            "--deadline" => options.deadline = seconds("--deadline", &value()?, 600.0)?,
-            other => return Err(format!("unknown option '{other}'")),
+            "--stages" => options.stages = true,
+            "--stage" => options.stage = Some(args.stage(&flag)?),
+            "--host" => options.host = args.value(&flag)?,
+            "--ports" => options.ports = args.ports(&flag)?,
+            "--only" => options.only = Some(args.value(&flag)?),
+            "--timeout" => options.timeout = args.seconds(&flag, 60.0)?,
+            "--deadline" => options.deadline = args.seconds(&flag, 600.0)?,
+            _ => return Err(unknown(&flag)),
         }
     }
-    if options.stage.is_none() && !options.list {
+    if options.stage.is_none() && !options.list && !options.stages {
         let stages = stages::numbers_in_words();
         return Err(format!("--stage is required ({stages}): the checks depend on it"));
     }
     Ok(Some(options))
 }
 
-/// Puts IPv4 addresses first, keeping the resolver's order otherwise: the
-/// course's servers listen on 127.0.0.1, and "localhost" often resolves to
-/// ::1 first.
-fn ipv4_first(addrs: &mut Vec<SocketAddr>) {
-    addrs.sort_by_key(SocketAddr::is_ipv6);
-    addrs.dedup();
-}
-
-/// Every address of `host` for each port, IPv4 first.
-fn resolve(host: &str, ports: &[u16]) -> Result<Vec<Vec<SocketAddr>>, String> {
-    ports
-        .iter()
-        .map(|&port| {
-            let mut addrs: Vec<SocketAddr> = (host, port)
-                .to_socket_addrs()
-                .map_err(|err| format!("cannot resolve '{host}': {err}"))?
-                .collect();
-            ipv4_first(&mut addrs);
-            if addrs.is_empty() { Err(format!("'{host}' has no address")) } else { Ok(addrs) }
-        })
-        .collect()
+/// Prints the stage table, one line per stage, for scripts: the number,
+/// the crate and the protocol, then each property as `key=value`.
+fn list_stages() {
+    for stage in STAGES {
+        let send = match stage.send_model {
+            SendModel::Blocks => "blocks",
+            SendModel::Buffers => "buffers",
+        };
+        println!(
+            "{} {} {} send={send} idle={} memory={} shutdown={}",
+            stage.number,
+            stage.crate_name,
+            stage.protocol.name(),
+            if stage.spins_when_idle { "spins" } else { "quiet" },
+            if stage.unbounded_memory { "unbounded" } else { "bounded" },
+            if stage.graceful_shutdown { "graceful" } else { "none" },
+        );
+    }
 }
 
 /// Prints the checks xps-check can run: those that only need the network.
@@ -186,6 +164,10 @@ fn main() -> ExitCode {
         Ok(options) => options,
         Err(status) => return status,
     };
+    if options.stages {
+        list_stages();
+        return ExitCode::SUCCESS;
+    }
     let Some(stage) = options.stage.filter(|_| !options.list) else {
         list();
         return ExitCode::SUCCESS;
@@ -203,19 +185,20 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let addrs = match resolve(&options.host, &options.ports) {
-        Ok(addrs) if !addrs.is_empty() => addrs,
-        Ok(_) => {
-            eprintln!("xps-check: no ports to check");
-            return ExitCode::from(2);
-        }
+        Ok(addrs) => addrs,
         Err(message) => {
             eprintln!("xps-check: {message}");
             return ExitCode::from(2);
         }
     };
-    let colour = !options.json
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // Colour only on a terminal, and never when NO_COLOR is set to anything
+    // but "" (no-color.org). `colored` has its own guess from the
+    // environment; this one is the one that counts, so tell it.
+    colored::control::set_override(
+        !options.json
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    );
     if !options.json {
         let ports: Vec<String> = options.ports.iter().map(u16::to_string).collect();
         println!(
@@ -272,7 +255,7 @@ fn main() -> ExitCode {
             _ => None,
         };
         unanswered = silent;
-        report(check, &outcome, took, &options, colour);
+        report(check, &outcome, took, &options);
         tally.count(&outcome);
         if left > 0 && stop.is_some() {
             tally.not_run = left;
@@ -301,16 +284,6 @@ fn listening_at(host: &str, ports: &[u16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
-    #[test]
-    fn ipv4_addresses_come_first() {
-        let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, 8001));
-        let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, 8001));
-        let mut addrs = vec![v6, v4, v4];
-        ipv4_first(&mut addrs);
-        assert_eq!(addrs, [v4, v6]);
-    }
 
     #[test]
     fn where_nothing_listens_reads_well() {

@@ -2,6 +2,7 @@
 //! the bytes of a failure shown exactly, and the summary.
 
 use crate::Options;
+use colored::Colorize;
 use shared::checks::{Check, Outcome, show};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -23,17 +24,9 @@ fn json_string(text: &str) -> String {
     out
 }
 
-/// Prints one check's result, as text or JSON.
-pub(crate) fn report(
-    check: &Check,
-    outcome: &Outcome,
-    took: Duration,
-    options: &Options,
-    colour: bool,
-) {
-    let paint = |text: &str, code: &str| {
-        if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
-    };
+/// Prints one check's result, as text or JSON. Colours are on only if
+/// `main` said so (`colored::control::set_override`).
+pub(crate) fn report(check: &Check, outcome: &Outcome, took: Duration, options: &Options) {
     if options.json {
         let result = match outcome {
             Ok(None) => "pass",
@@ -68,9 +61,9 @@ pub(crate) fn report(
         return;
     }
     let mark = match outcome {
-        Ok(None) => paint("PASS", "32"),
-        Ok(Some(_)) => paint("NOTE", "33"),
-        Err(_) => paint("FAIL", "31;1"),
+        Ok(None) => "PASS".green(),
+        Ok(Some(_)) => "NOTE".yellow(),
+        Err(_) => "FAIL".red().bold(),
     };
     println!("{mark} {:<15} {:>6.2} s  {}", check.name, took.as_secs_f64(), check.about);
     match outcome {
@@ -86,7 +79,7 @@ pub(crate) fn report(
                 }
             }
             if !failure.hint.is_empty() {
-                println!("     {} {}", paint("hint:", "1"), failure.hint);
+                println!("     {} {}", "hint:".bold(), failure.hint);
             }
         }
     }
