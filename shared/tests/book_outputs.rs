@@ -25,11 +25,17 @@ use shared::build::workspace_binary;
 use shared::client::Client;
 use shared::pty::Terminal;
 use shared::sender::{Flood, longest_stall};
-use shared::server::Server;
+use shared::server::{Launch, Server};
+use shared::units::format_bytes;
 use shared::wait::{child_exit, wait_until};
 use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long any awaited log line may take.
@@ -426,7 +432,319 @@ fn same_shape(committed: &str, fresh: &str) -> bool {
 }
 
 /// Recordings compared by [`same_shape`] rather than byte for byte.
-const VARYING: &[&str] = &["tools/sender-stall.txt"];
+const VARYING: &[&str] = &[
+    "tools/sender-stall.txt",
+    "stage08/milestone-server.txt",
+    "stage08/milestone-sender.txt",
+    "stage08/experiment1-top.txt",
+    "stage08/experiment2-top.txt",
+];
+
+// ---------------------------------------------------------------------
+// Stage 8: a server that never waits, and what that costs
+// ---------------------------------------------------------------------
+
+/// The stage-8 recordings keep a server spinning or flooding; the one that
+/// measures CPU must run alone, or it would measure the others. The rest
+/// may run side by side.
+static STAGE08: RwLock<()> = RwLock::new(());
+
+/// For the recording that measures CPU: no other stage-8 recording runs.
+fn stage08_alone() -> RwLockWriteGuard<'static, ()> {
+    STAGE08.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// For the others: they may run together, but not beside the CPU one.
+fn stage08_shared() -> RwLockReadGuard<'static, ()> {
+    STAGE08.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts `stage` on four OS-chosen ports without DEBUG lines (stage 8
+/// logs DEBUG lines without pause while a client is connected), keeping
+/// the `client:` lines unless `skip_messages`. Ports are listed in the
+/// order the log announced them.
+fn start_quiet(stage: &str, skip_messages: bool) -> Server {
+    let launch = Launch { quiet: true, skip_messages, ..Launch::default() };
+    let mut server = Server::spawn_with(&stage_binary(stage), &["--ports", "0,0,0,0"], &launch);
+    server.wait_for_ports(4);
+    let announced = server.wait_for_count("Server listening on port", 4, LOG_WAIT);
+    assert!(announced, "the ports were not announced:\n{}", server.stdout());
+    server.ports = server.announced_ports();
+    server
+}
+
+/// A client on its own thread that sends without ever reading, until it
+/// has sent `target` bytes or is told to stop; the socket stays open until
+/// the `Flooder` is dropped. What it sends is text with one byte in 4096
+/// that is not UTF-8: a debug build reverses such chunks byte by byte,
+/// several times faster than character by character.
+struct Flooder {
+    sent: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<TcpStream>>,
+    stream: Option<TcpStream>,
+}
+
+impl Flooder {
+    fn start(port: u16, target: usize) -> Flooder {
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect the flooder");
+        // A bounded wait per send, so that a stop request is noticed.
+        stream.set_write_timeout(Some(Duration::from_millis(50))).expect("SO_SNDTIMEO");
+        let (sent, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (count, quit) = (Arc::clone(&sent), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut chunk = vec![b'x'; 64 * 1024];
+            chunk.iter_mut().step_by(4096).for_each(|byte| *byte = 0xff);
+            let mut writer = &stream;
+            loop {
+                let left = target.saturating_sub(count.load(Ordering::Relaxed));
+                if left == 0 || quit.load(Ordering::Relaxed) {
+                    break;
+                }
+                match writer.write(&chunk[..left.min(chunk.len())]) {
+                    Ok(n) => {
+                        count.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(err)
+                        if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+            stream
+        });
+        Flooder { sent, stop, thread: Some(thread), stream: None }
+    }
+
+    fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops sending; the connection stays open.
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            self.stream = thread.join().ok();
+        }
+    }
+}
+
+impl Drop for Flooder {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Waits until `server`'s stdout has not grown for `quiet` (it has read
+/// and printed all there was to read).
+fn wait_until_log_stops(server: &Server, quiet: Duration) -> bool {
+    let mut last = (server.stdout_bytes().len(), std::time::Instant::now());
+    wait_until(LOG_WAIT, || {
+        let len = server.stdout_bytes().len();
+        if len != last.0 {
+            last = (len, std::time::Instant::now());
+        }
+        last.1.elapsed() >= quiet
+    })
+}
+
+/// True for a `client:` line of the flood: only `x`s and `\xff`s.
+fn is_flood_line(line: &str) -> bool {
+    line.strip_prefix("client: ")
+        .is_some_and(|message| message.replace("\\xff", "").bytes().all(|b| b == b'x'))
+}
+
+/// Replaces each run of the flood's `client:` lines (each up to 100000
+/// bytes of `x`s) by one line saying how many were left out.
+fn fold_flood(log: &str) -> String {
+    let mut out = String::new();
+    let mut run: Vec<&str> = Vec::new();
+    let flush = |run: &mut Vec<&str>, out: &mut String| {
+        if !run.is_empty() {
+            // Each `\xff` in a line is one byte the client sent.
+            let bytes: usize = run
+                .iter()
+                .map(|line| line.len() - "client: ".len() - 3 * line.matches("\\xff").count())
+                .sum();
+            let what = format!("{} lines, {}", run.len(), format_bytes(bytes as u64));
+            out.push_str(&format!("[the flood's client: lines, left out here: {what}]\n"));
+            run.clear();
+        }
+    };
+    for line in log.lines() {
+        if is_flood_line(line) {
+            run.push(line);
+        } else {
+            flush(&mut run, &mut out);
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// The milestone, once for both of its files: stage 7's Experiment 1
+/// again. A client sends 16 MiB to port 8001 and never reads; then `nc`
+/// on port 8002 says hello and is answered; it leaves, and Ctrl+C stops
+/// the server with the flooder still connected. (server log, nc session)
+fn stage08_milestone_session() -> &'static (String, String) {
+    static SESSION: OnceLock<(String, String)> = OnceLock::new();
+    SESSION.get_or_init(|| {
+        let _shared = stage08_shared();
+        let server = start_quiet("stage08", false);
+        let mut flooder = Flooder::start(server.ports[0], 16 << 20);
+        let flooded = wait_until(Duration::from_secs(20), || flooder.sent() >= 16 << 20);
+        assert!(flooded, "the flood stalled at {} bytes", flooder.sent());
+        // Stage 7 stops reading at about 9 MiB. Let stage 8 read the rest
+        // of the 16 MiB before the bystander comes, so the log is in order.
+        flooder.halt();
+        assert!(wait_until_log_stops(&server, Duration::from_millis(300)), "the log never settled");
+
+        let mut bystander = Client::connect(server.ports[1]);
+        let reply = bystander.round_trip(b"hello\n");
+        assert_eq!(reply, b"olleh\n");
+        let nc = format!("$ nc 127.0.0.1 8002\nhello\n{}", String::from_utf8_lossy(&reply));
+        drop(bystander);
+        let left = server.wait_for_count("peer closed connection", 1, LOG_WAIT);
+        assert!(left, "the bystander's leaving was not logged:\n{}", server.stdout());
+        let ports = server.ports.clone();
+        let exited = server.stop(libc::SIGINT, EXIT_WAIT);
+        assert_eq!(exited.status.code(), Some(0));
+        drop(flooder);
+        let log = fold_flood(&normalise_log(&exited.stdout, &ports));
+        (recording("cargo run -p stage08", &log), nc)
+    })
+}
+
+fn stage08_milestone_server() -> String {
+    stage08_milestone_session().0.clone()
+}
+
+fn stage08_milestone_nc() -> String {
+    stage08_milestone_session().1.clone()
+}
+
+/// The milestone from the sender's side: the sender streams into stage 8
+/// for two seconds and never stalls, where stage 7 stopped it after about
+/// 9 MiB (`tools/sender-stall.txt`).
+fn stage08_milestone_sender() -> String {
+    let _shared = stage08_shared();
+    let server = start_quiet("stage08", true);
+    let mut sender = Flood::start(&workspace_binary("tools", "sender"), server.ports[0]);
+    let seen = sender.read_until("(2 s)", Duration::from_secs(10)).to_string();
+    assert!(seen.contains("(2 s)"), "the sender did not report 2 s:\n{seen}");
+    assert!(!seen.contains("stalled"), "the sender stalled against stage 8:\n{seen}");
+    drop(sender);
+    drop(server);
+    recording("cargo run -p tools --bin sender < huge_file.dat", &seen)
+}
+
+/// xps-top on `server` for `seconds` lines; `at_line(n)` runs as soon as
+/// line `n` (1 = the first figures) has been printed. Returns its stdout.
+fn xps_top(server: &Server, seconds: u32, mut at_line: impl FnMut(usize)) -> String {
+    let mut top = Command::new(workspace_binary("tools", "xps-top"))
+        .args(["--port", &server.ports[0].to_string(), "--seconds", &seconds.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run xps-top");
+    let stdout = top.stdout.take().expect("piped stdout");
+    let mut text = String::new();
+    // The first line is the header; figures follow, one a second.
+    for (i, line) in BufReader::new(stdout).lines().map_while(Result::ok).enumerate() {
+        text.push_str(&line);
+        text.push('\n');
+        if i > 0 {
+            at_line(i);
+        }
+    }
+    let status = child_exit(&mut top, LOG_WAIT);
+    assert!(status.is_some_and(|s| s.success()), "xps-top: {status:?}\n{text}");
+    text
+}
+
+/// The CPU share and memory of each figures line of xps-top's output.
+fn top_figures(text: &str) -> Vec<(f64, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(": cpu ")?;
+            let (cpu, rest) = rest.split_once("%, memory ")?;
+            let (memory, _) = rest.split_once(", ")?;
+            Some((cpu.parse().ok()?, memory.to_string()))
+        })
+        .collect()
+}
+
+/// A size as xps-top prints it, in MiB.
+fn mib(size: &str) -> f64 {
+    let (number, unit) = size.split_once(' ').unwrap_or((size, "B"));
+    let number: f64 = number.parse().unwrap_or(0.0);
+    match unit {
+        "KiB" => number / 1024.0,
+        "MiB" => number,
+        "GiB" => number * 1024.0,
+        _ => number / (1024.0 * 1024.0),
+    }
+}
+
+/// Experiment 1 in figures: a second with no client, then two with one
+/// client that sent a line and then nothing.
+fn stage08_experiment1_top() -> String {
+    let _alone = stage08_alone();
+    let server = start_quiet("stage08", false);
+    let mut idle = None;
+    let text = xps_top(&server, 3, |line| {
+        if line == 1 {
+            let mut client = Client::connect(server.ports[0]);
+            client.expect_reversed(b"hello\n");
+            idle = Some(client);
+        }
+    });
+    drop(idle);
+    let cpu: Vec<f64> = top_figures(&text).iter().map(|f| f.0).collect();
+    assert!(cpu.len() == 3 && cpu[0] < 20.0, "no client:\n{text}");
+    assert!(cpu[1] > 50.0 && cpu[2] > 50.0, "one idle client:\n{text}");
+    recording("cargo run -p tools --bin xps-top -- --port 8001 --seconds 3", &text)
+}
+
+/// Experiment 1 in the log: a client connects and says nothing, and the
+/// loop wakes up for it again and again. From the accept on, the first
+/// rounds of the loop.
+fn stage08_experiment1_debug() -> String {
+    const SHOWN: usize = 26;
+    let _shared = stage08_shared();
+    let server = start("stage08");
+    let idle = Client::connect(server.ports[0]);
+    let spun = server.wait_for_count("EVENT / write on fd", 20, LOG_WAIT);
+    assert!(spun, "no write events for an idle client:\n{}", server.stdout());
+    let ports = server.ports.clone();
+    let log = normalise_log(&server.stop(libc::SIGKILL, EXIT_WAIT).stdout, &ports);
+    drop(idle);
+    let from = log.lines().position(|line| line.contains("EVENT / read on fd")).unwrap_or(0);
+    let shown: String =
+        log.lines().skip(from).take(SHOWN).map(|line| format!("{line}\n")).collect();
+    recording("XPS_DEBUG=1 cargo run -p stage08   # then: nc 127.0.0.1 8001", &shown)
+}
+
+/// Experiment 2 in figures: one second with no client, two while a client
+/// floods port 8001 without reading, one after it has left.
+fn stage08_experiment2_top() -> String {
+    let _shared = stage08_shared();
+    let server = start_quiet("stage08", true);
+    let mut flooder = None;
+    let text = xps_top(&server, 4, |line| match line {
+        1 => flooder = Some(Flooder::start(server.ports[0], usize::MAX)),
+        // Gone with its replies unread: the kernel resets the connection.
+        3 => flooder = None,
+        _ => {}
+    });
+    drop(flooder);
+    let memory: Vec<f64> = top_figures(&text).iter().map(|f| mib(&f.1)).collect();
+    assert!(memory.len() == 4, "{text}");
+    assert!(memory[2] > memory[0] + 8.0, "memory did not grow with the flood:\n{text}");
+    assert!(memory[3] < memory[0] + 4.0, "memory did not come back:\n{text}");
+    recording("cargo run -p tools --bin xps-top -- --port 8001 --seconds 4", &text)
+}
 
 // ---------------------------------------------------------------------
 // Compare or bless
@@ -523,6 +841,12 @@ recordings! {
     stage07_shutdown_debug_txt: "stage07/shutdown-debug.txt" => stage07_shutdown,
     tools_sender_stall_txt: "tools/sender-stall.txt" => sender_stall,
     tools_sender_interactive_txt: "tools/sender-interactive.txt" => sender_interactive,
+    stage08_milestone_server_txt: "stage08/milestone-server.txt" => stage08_milestone_server,
+    stage08_milestone_nc_txt: "stage08/milestone-nc.txt" => stage08_milestone_nc,
+    stage08_milestone_sender_txt: "stage08/milestone-sender.txt" => stage08_milestone_sender,
+    stage08_experiment1_top_txt: "stage08/experiment1-top.txt" => stage08_experiment1_top,
+    stage08_experiment1_debug_txt: "stage08/experiment1-debug.txt" => stage08_experiment1_debug,
+    stage08_experiment2_top_txt: "stage08/experiment2-top.txt" => stage08_experiment2_top,
 }
 
 #[test]
