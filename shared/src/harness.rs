@@ -57,8 +57,14 @@ pub fn run(name: &str, subject: &Subject<'_>) -> Outcome {
                 .iter()
                 .map(|&port| vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))])
                 .collect();
-            let (outcome, _) =
-                checks::run_wire(run, &addrs, subject.stage, REPLY_TIMEOUT, CHECK_DEADLINE);
+            let (outcome, _) = checks::run_wire(
+                run,
+                &addrs,
+                subject.stage,
+                REPLY_TIMEOUT,
+                CHECK_DEADLINE,
+                Some(server.pid()),
+            );
             if outcome.is_ok() && !server.is_running() {
                 return Err(Box::new(checks::Failure {
                     what: "the server exited during the check".to_string(),
@@ -136,6 +142,7 @@ macro_rules! stage_tests {
             large_message "large-message",
             odd_data "odd-data",
             blocking_send "blocking-send",
+            idle_cpu "idle-cpu",
             port_in_use "port-in-use",
             no_port_at_all "no-port-at-all",
             bad_flags "bad-flags",

@@ -101,6 +101,7 @@ fn ten_clients_that_cannot_all_connect_fail_instead_of_hanging() {
             stage,
             REPLY_TIMEOUT,
             CHECK_DEADLINE,
+            None,
         );
         outcome
     });

@@ -193,7 +193,7 @@ fn close_on_first_read(_: &[u8], _: usize) -> Option<Vec<u8>> {
 #[test]
 fn a_server_that_reverses_the_newline_too() {
     let server = wrong_server(4, reverse_everything);
-    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "0.5"]);
+    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "2"]);
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
     assert_failed_with_hint(&output, "every-port", "reply has the newline first");
@@ -210,7 +210,7 @@ fn a_server_that_reverses_the_newline_too() {
 #[test]
 fn a_server_that_closes_after_one_reply() {
     let server = wrong_server(4, close_after_one_reply);
-    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "0.5"]);
+    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "2"]);
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
     assert_failed_with_hint(&output, "every-port", "closed the connection");
@@ -386,7 +386,7 @@ fn stage_8_fails_a_server_that_stalls() {
 #[test]
 fn a_server_that_adds_a_byte_to_each_reply() {
     let server = wrong_server(4, add_a_byte);
-    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "0.5"]);
+    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "2"]);
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
     for check in ["no-newline", "ten-clients", "large-message"] {

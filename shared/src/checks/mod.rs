@@ -22,6 +22,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod flood;
 pub mod launch;
 pub mod log;
@@ -171,6 +172,12 @@ pub const CHECKS: &[Check] = &[
         run: Run::Wire(flood::blocking_send),
     },
     Check {
+        name: "idle-cpu",
+        about: "official check (stage 9): with one idle client the server sleeps",
+        group: Group::Tester,
+        run: Run::Wire(cpu::idle_cpu),
+    },
+    Check {
         name: "port-in-use",
         about: "a port that is taken is logged and skipped; the others serve",
         group: Group::Cli,
@@ -269,7 +276,7 @@ pub fn find(name: &str) -> Option<&'static Check> {
 
 /// Runs a wire check against `addrs` (for each port, the addresses to try)
 /// as stage `stage`, each reply within `timeout`, the whole check within
-/// `deadline`. A check that passed but took longer than its deadline (a
+/// `deadline`; `pid` is the server's process, if it is known. A check that passed but took longer than its deadline (a
 /// `connect()` or a `send()` has a limit of its own) fails all the same.
 pub fn run_wire(
     check: fn(&Target, &Stage) -> Outcome,
@@ -277,9 +284,11 @@ pub fn run_wire(
     stage: &Stage,
     timeout: Duration,
     deadline: Duration,
+    pid: Option<u32>,
 ) -> (Outcome, Target) {
     let started = Instant::now();
-    let target = Target::new(addrs.to_vec(), stage.protocol, timeout, deadline);
+    let mut target = Target::new(addrs.to_vec(), stage.protocol, timeout, deadline);
+    target.pid = pid;
     let mut outcome = check(&target, stage);
     let took = started.elapsed();
     if outcome.is_ok() && took > deadline + Duration::from_secs(1) {

@@ -101,6 +101,9 @@ pub struct Target {
     pub deadline: Instant,
     /// What a right server replies.
     pub protocol: Protocol,
+    /// The server's process id, when it runs on this machine and is known:
+    /// the checks that read its CPU from `/proc` need it.
+    pub pid: Option<u32>,
     /// Set once the server has sent this check any byte at all.
     heard: AtomicBool,
 }
@@ -135,6 +138,7 @@ impl Target {
             limit,
             deadline: Instant::now() + limit,
             protocol,
+            pid: None,
             heard: AtomicBool::new(false),
         }
     }

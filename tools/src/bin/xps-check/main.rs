@@ -21,6 +21,7 @@ use report::{Tally, report, summary};
 use shared::checks::target::nothing_listens;
 use shared::checks::{CHECK_DEADLINE, CHECKS, Cause, Check, REPLY_TIMEOUT, Run, run_wire, secs};
 use shared::cli::{Args, options_or_exit, resolve, unknown};
+use shared::procfs;
 use shared::stages::{self, STAGES, SendModel, Stage};
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -47,6 +48,9 @@ Options:
                    at each of its addresses, IPv4 first)
   --ports P1,...   its ports, 1 to 65535 (default 8001,8002,8003,8004)
   --only NAME      run only this check (see --list)
+  --pid PID        the server's process, for the checks that read its CPU
+                   from /proc (default: the process listening on the first
+                   port, when HOST is this machine)
   --list           list the checks and exit
   --stages         list the stages, one line each, and exit: NUMBER CRATE
                    PROTOCOL, then send=blocks|buffers idle=quiet|spins
@@ -82,6 +86,7 @@ struct Options {
     timeout: Duration,
     deadline: Duration,
     json: bool,
+    pid: Option<u32>,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -95,6 +100,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Str
         timeout: REPLY_TIMEOUT,
         deadline: CHECK_DEADLINE,
         json: false,
+        pid: None,
     };
     let mut args = Args::new(args);
     while let Some(flag) = args.next() {
@@ -107,6 +113,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Str
             "--host" => options.host = args.value(&flag)?,
             "--ports" => options.ports = args.ports(&flag)?,
             "--only" => options.only = Some(args.value(&flag)?),
+            "--pid" => options.pid = Some(args.number(&flag, 1..=u32::MAX)?),
             "--timeout" => options.timeout = args.seconds(&flag, 60.0)?,
             "--deadline" => options.deadline = args.seconds(&flag, 600.0)?,
             _ => return Err(unknown(&flag)),
@@ -191,6 +198,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The CPU check reads /proc, which only works for a server on this
+    // machine: find it by its port, as soak does, unless --pid names it.
+    let on_this_machine = addrs.iter().flatten().all(|addr| addr.ip().is_loopback());
+    let pid = options.pid.or_else(|| {
+        let port = *options.ports.first()?;
+        on_this_machine.then(|| procfs::pid_listening_on(port).ok().flatten()).flatten()
+    });
     // Colour only on a terminal, and never when NO_COLOR is set to anything
     // but "" (no-color.org). `colored` has its own guess from the
     // environment; this one is the one that counts, so tell it.
@@ -222,7 +236,8 @@ fn main() -> ExitCode {
     let mut unanswered = true;
     for (index, (check, run)) in selected.iter().enumerate() {
         let started = Instant::now();
-        let (outcome, target) = run_wire(*run, &addrs, stage, options.timeout, options.deadline);
+        let (outcome, target) =
+            run_wire(*run, &addrs, stage, options.timeout, options.deadline, pid);
         let took = started.elapsed();
         let cause = outcome.as_ref().err().map_or(Cause::Other, |failure| failure.cause);
         let silent = cause == Cause::Silent && !target.heard_anything();
