@@ -148,6 +148,22 @@ pub const STAGES: &[Stage] = &[
             "utils/xps_buffer.rs",
         ],
     },
+    Stage {
+        number: 9,
+        crate_name: "stage09",
+        title: "edge-triggered epoll",
+        protocol: Protocol::Reverse,
+        send_model: SendModel::Buffers,
+        spins_when_idle: false,
+        unbounded_memory: true,
+        graceful_shutdown: true,
+        lesson: &[
+            "main.rs",
+            "core/xps_loop.rs",
+            "network/xps_listener.rs",
+            "network/xps_connection.rs",
+        ],
+    },
 ];
 
 /// The row of stage `number`, if the workspace has that stage.

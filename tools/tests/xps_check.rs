@@ -79,6 +79,20 @@ fn stage_7_passes_every_check() {
     assert!(output.contains("the waiting client was served once"), "{output}");
 }
 
+/// The course tester's stage-9 check: stage 8 spins with one idle client,
+/// so it fails stage 9's idle-cpu (at `--stage 8` the same spin is a note).
+#[test]
+fn stage_9_fails_a_server_that_spins_when_idle() {
+    let server = Server::start(&workspace_binary("stage08", "stage08"), 4);
+    let out = xps_check(&server.ports, &["--stage", "9", "--only", "idle-cpu"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "idle-cpu", "EPOLLOUT");
+    let out = xps_check(&server.ports, &["--stage", "8", "--only", "idle-cpu"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("NOTE idle-cpu"), "{}", text(&out));
+}
+
 /// Every check runs against every stage's own binary in that stage's
 /// tests (`stage_tests!`); here only what xps-check adds matters: stage 8's
 /// blocking-send passes against stage 8, through the command line.

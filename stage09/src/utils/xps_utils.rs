@@ -1,0 +1,224 @@
+//! Small helpers used across the server: `xps_utils.c` in the course, plus
+//! the two byte-level helpers the connection needs (reverse and escape).
+
+use crate::logger;
+use crate::utils::xps_logger::LogLevel;
+use std::fmt::Write as _;
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, TcpStream, ToSocketAddrs};
+use std::os::fd::RawFd;
+
+/// Turns the C convention "returns -1 and sets `errno`" into an
+/// `io::Result`, so that every `libc` call is checked the same way.
+pub fn check_os(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// True when `port` fits in the 16 bits TCP has for it (0 to 65535).
+///
+/// Port 0 is valid here: it asks the OS to pick a free port.
+pub fn is_valid_port(port: u32) -> bool {
+    port <= u32::from(u16::MAX)
+}
+
+// ANCHOR: getaddrinfo
+/// Resolves `host` to the first IPv4 address it has, as `xps_getaddrinfo()`
+/// does with `getaddrinfo(AF_INET, SOCK_STREAM)`.
+///
+/// `ToSocketAddrs` calls the system's `getaddrinfo()` for us and frees its
+/// result, so the C caller's duty to free it disappears.
+pub fn xps_getaddrinfo(host: &str, port: u16) -> io::Result<SocketAddrV4> {
+    let found = (host, port).to_socket_addrs()?.find_map(|addr| match addr {
+        SocketAddr::V4(v4) => Some(v4),
+        SocketAddr::V6(_) => None,
+    });
+    let addr = found.ok_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, format!("no IPv4 address for host '{host}'"))
+    })?;
+    logger!(LogLevel::Debug, "xps_getaddrinfo()", "resolved {host} to {}", addr.ip());
+    Ok(addr)
+}
+// ANCHOR_END: getaddrinfo
+
+/// The peer's IPv4 address as text, or `None` if the socket has no peer
+/// any more (`getpeername()` + `inet_ntop()` in C).
+pub fn get_remote_ip(socket: &TcpStream) -> Option<String> {
+    socket.peer_addr().ok().map(|addr| addr.ip().to_string())
+}
+
+// ANCHOR: make_socket_non_blocking
+/// `make_socket_non_blocking()`: adds `O_NONBLOCK` to the flags of `fd`, so
+/// that `recv()` and `send()` on it return `EAGAIN` instead of waiting.
+///
+/// The flags are read first and written back with one more bit: setting
+/// `O_NONBLOCK` alone would clear any other flag the fd has. (std's
+/// `TcpStream::set_nonblocking()` does the same with one `ioctl(FIONBIO)`;
+/// the two `fcntl()` calls are the course's way.)
+pub fn make_socket_non_blocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(F_GETFL) takes no pointers; the result is checked.
+    let flags = check_os(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: F_SETFL takes an int, no pointers; the result is checked.
+    check_os(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+// ANCHOR_END: make_socket_non_blocking
+
+// The course adds `vec_filter_null()` here too, to compact a list by
+// dropping its NULL entries. The Rust core reuses empty slots instead of
+// compacting (see `store_in_slot` in xps_core.rs), so it has no use.
+
+// ANCHOR: reverse
+/// Reverses a received chunk in place, the reply the server sends back.
+///
+/// One trailing `\n` stays at the end (`"hello\n"` becomes `"olleh\n"`).
+/// When the rest is valid UTF-8 it is reversed character by character, so
+/// `"añb"` becomes `"bña"` and stays valid; anything else is reversed byte
+/// by byte. Either way the reply has exactly as many bytes as the message.
+pub fn reverse_in_place(message: &mut [u8]) {
+    let body = match message {
+        [body @ .., b'\n'] => body,
+        whole => whole,
+    };
+    let is_utf8 = std::str::from_utf8(body).is_ok();
+    body.reverse();
+    if is_utf8 {
+        // Reversing the bytes also reversed the bytes inside each multi-byte
+        // character: its continuation bytes (0b10xx_xxxx) now come before its
+        // leading byte. Put each such run back in order.
+        let mut char_start = 0;
+        for i in 0..body.len() {
+            let is_continuation = body[i] & 0b1100_0000 == 0b1000_0000;
+            if !is_continuation {
+                body[char_start..=i].reverse();
+                char_start = i + 1;
+            }
+        }
+    }
+}
+// ANCHOR_END: reverse
+
+// ANCHOR: escape
+/// Makes client bytes safe to print on the operator's terminal.
+///
+/// Printable text is kept as it is; control characters (escape sequences,
+/// bell, backspace, newlines inside the message...) and bytes that are not
+/// UTF-8 are written as `\n`, `\x1b`, `\u{9b}` and so on, and a backslash
+/// as `\\`, so the printed line is unambiguous and cannot drive the terminal.
+pub fn escape_for_terminal(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() && c.is_ascii() => {
+                    let _ = write!(out, "\\x{:02x}", u32::from(c));
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    out
+}
+// ANCHOR_END: escape
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reversed(input: &[u8]) -> Vec<u8> {
+        let mut bytes = input.to_vec();
+        reverse_in_place(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn reverse_keeps_one_trailing_newline_last() {
+        assert_eq!(reversed(b"hello\n"), b"olleh\n");
+        assert_eq!(reversed(b"ab\n\n"), b"\nba\n");
+    }
+
+    #[test]
+    fn reverse_without_newline_reverses_everything() {
+        assert_eq!(reversed(b"abc"), b"cba");
+    }
+
+    #[test]
+    fn reverse_of_empty_and_lone_newline() {
+        assert_eq!(reversed(b""), b"");
+        assert_eq!(reversed(b"\n"), b"\n");
+        assert_eq!(reversed(b"x"), b"x");
+    }
+
+    #[test]
+    fn reverse_utf8_by_character() {
+        assert_eq!(reversed("añb€😀\n".as_bytes()), "😀€bña\n".as_bytes());
+        assert_eq!(reversed("日本語".as_bytes()), "語本日".as_bytes());
+    }
+
+    #[test]
+    fn reverse_invalid_utf8_byte_by_byte() {
+        assert_eq!(reversed(b"a\xffb\xc3\n"), b"\xc3b\xffa\n");
+        // A truncated multi-byte character is not UTF-8: plain byte reverse.
+        assert_eq!(reversed(b"x\xe2\x82"), b"\x82\xe2x");
+    }
+
+    #[test]
+    fn reverse_keeps_length_and_nul_bytes() {
+        let input = b"a\0b\0\n";
+        let output = reversed(input);
+        assert_eq!(output.len(), input.len());
+        assert_eq!(output, b"\0b\0a\n");
+    }
+
+    #[test]
+    fn escape_keeps_text_and_escapes_control_bytes() {
+        assert_eq!(escape_for_terminal(b"hello world"), "hello world");
+        assert_eq!(escape_for_terminal("añb".as_bytes()), "añb");
+        assert_eq!(escape_for_terminal(b"a\nb\tc\\"), "a\\nb\\tc\\\\");
+        assert_eq!(escape_for_terminal(b"\x1b[31mRED\x07\x08\0"), "\\x1b[31mRED\\x07\\x08\\x00");
+        assert_eq!(escape_for_terminal("\u{9b}2J".as_bytes()), "\\u{9b}2J");
+        assert_eq!(escape_for_terminal(b"\xff\xfe"), "\\xff\\xfe");
+    }
+
+    #[test]
+    fn escaped_text_has_no_control_characters() {
+        let all_bytes: Vec<u8> = (0..=255).collect();
+        let escaped = escape_for_terminal(&all_bytes);
+        assert!(!escaped.chars().any(char::is_control), "{escaped:?}");
+    }
+
+    #[test]
+    fn make_socket_non_blocking_adds_o_nonblock_and_keeps_other_flags() {
+        use std::os::fd::AsRawFd;
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = ours.as_raw_fd();
+        // SAFETY: fcntl(F_GETFL) takes no pointers.
+        let before = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        assert_eq!(before & libc::O_NONBLOCK, 0);
+        make_socket_non_blocking(fd).unwrap();
+        // SAFETY: as above.
+        let after = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        assert_eq!(after, before | libc::O_NONBLOCK);
+        // A read with nothing to read now says so instead of waiting.
+        let err = io::Read::read(&mut &ours, &mut [0; 1]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(make_socket_non_blocking(-1).is_err());
+    }
+
+    #[test]
+    fn ports_fit_in_sixteen_bits() {
+        assert!(is_valid_port(0));
+        assert!(is_valid_port(8001));
+        assert!(is_valid_port(65535));
+        assert!(!is_valid_port(65536));
+    }
+}
