@@ -23,7 +23,7 @@ use std::io::{ErrorKind, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,12 +42,19 @@ const BYSTANDER_LIMIT: Duration = Duration::from_millis(100);
 /// once the flooder has gone.
 const RSS_SLACK: u64 = 4 * MIB as u64;
 
-/// The tests here flood the server or measure its CPU and memory: one at a
-/// time, so that they do not measure each other.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// The tests here flood the server or measure it. Those that measure time
+/// or CPU run alone, so that the others' floods do not skew them; the rest
+/// may run side by side (each has its own server, and memory is per process).
+static SERIAL: RwLock<()> = RwLock::new(());
 
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// For a test that measures CPU or reply times: nothing else here runs.
+fn alone() -> RwLockWriteGuard<'static, ()> {
+    SERIAL.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// For the others: side by side, but never beside one that measures.
+fn shared_run() -> RwLockReadGuard<'static, ()> {
+    SERIAL.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Stage 8 on `n_ports` free ports, without DEBUG lines and without
@@ -173,7 +180,7 @@ fn cpu_share(server: &Server, window: Duration) -> f64 {
 /// (The official tester's first check, with tighter limits.)
 #[test]
 fn a_flooder_does_not_stop_a_bystander() {
-    let _serial = serial();
+    let _alone = alone();
     let mut server = quiet_server(2);
     let flooder = Flooder::start(server.ports[0], FLOOD_BYTES);
     // Stage 7 stops reading after about 9 MiB: go well past that first.
@@ -211,7 +218,7 @@ fn a_flooder_does_not_stop_a_bystander() {
 /// this; here it is the expected behaviour.)
 #[test]
 fn an_idle_client_keeps_the_loop_spinning() {
-    let _serial = serial();
+    let _alone = alone();
     let server = quiet_server(1);
     let window = Duration::from_secs(1);
     let alone = cpu_share(&server, window);
@@ -231,7 +238,7 @@ fn an_idle_client_keeps_the_loop_spinning() {
 /// write events for an idle client, one after another.
 #[test]
 fn an_idle_client_gets_write_events_without_pause() {
-    let _serial = serial();
+    let _shared = shared_run();
     let server = Server::start(Path::new(STAGE), 1);
     let _idle = Client::connect(server.ports[0]);
     assert!(
@@ -249,7 +256,7 @@ fn an_idle_client_gets_write_events_without_pause() {
 /// [`RSS_SLACK`] of what it was before.
 #[test]
 fn memory_grows_with_the_backlog_and_comes_back() {
-    let _serial = serial();
+    let _shared = shared_run();
     let server = quiet_server(1);
     let port = server.ports[0];
     Client::connect(port).expect_reversed(b"warm up\n");
@@ -296,7 +303,7 @@ fn a_backlog_is_sent_complete_and_in_order() {
     const BLOCK: usize = 256 * 1024;
     const LETTERS: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef";
     const CHUNK_MAX: usize = 100_000;
-    let _serial = serial();
+    let _shared = shared_run();
     let server = quiet_server(1);
     let mut client = Client::connect(server.ports[0]);
     for &letter in LETTERS {
@@ -336,7 +343,7 @@ fn a_backlog_is_sent_complete_and_in_order() {
 /// SIGPIPE, no stuck connection.
 #[test]
 fn clients_that_reset_with_replies_queued() {
-    let _serial = serial();
+    let _shared = shared_run();
     let mut server = quiet_server(4);
     let (sent, flooder) = Flooder::start(server.ports[0], 16 * MIB).finish();
     assert!(sent >= 16 * MIB, "the flood stalled at {sent} bytes");
@@ -362,7 +369,7 @@ fn clients_that_reset_with_replies_queued() {
 /// shutdown while stuck in send(), which cannot happen any more.)
 #[test]
 fn sigint_during_a_flood_exits_0_at_once() {
-    let _serial = serial();
+    let _alone = alone();
     let launch = Launch { skip_messages: true, ..Launch::default() };
     let mut server = Server::spawn_with(Path::new(STAGE), &["--ports", "0"], &launch);
     server.wait_for_ports(1);
