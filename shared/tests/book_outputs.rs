@@ -438,6 +438,7 @@ const VARYING: &[&str] = &[
     "stage08/milestone-sender.txt",
     "stage08/experiment1-top.txt",
     "stage08/experiment2-top.txt",
+    "stage09/milestone-top.txt",
 ];
 
 // ---------------------------------------------------------------------
@@ -747,6 +748,59 @@ fn stage08_experiment2_top() -> String {
 }
 
 // ---------------------------------------------------------------------
+// Stage 9: edge triggering, and an idle client that costs nothing
+// ---------------------------------------------------------------------
+
+/// Stage 8's Experiment 1 rerun on stage 9: a second with no client, then
+/// two with one client that sent a line and then nothing. The CPU stays
+/// near 0 throughout. It takes the same exclusive lock as stage 8's CPU
+/// recording: a spinning stage-8 server beside it would take CPU from it,
+/// and could hide a stage 9 that spins too.
+fn stage09_milestone_top() -> String {
+    let _alone = stage08_alone();
+    let server = start_quiet("stage09", false);
+    let mut idle = None;
+    let text = xps_top(&server, 3, |line| {
+        if line == 1 {
+            let mut client = Client::connect(server.ports[0]);
+            client.expect_reversed(b"hello\n");
+            idle = Some(client);
+        }
+    });
+    drop(idle);
+    let cpu: Vec<f64> = top_figures(&text).iter().map(|f| f.0).collect();
+    assert!(cpu.len() == 3, "{text}");
+    assert!(cpu.iter().all(|&share| share < 20.0), "stage 9 is not asleep:\n{text}");
+    recording("cargo run -p tools --bin xps-top -- --port 8001 --seconds 3", &text)
+}
+
+/// The same in the log: a client connects and says nothing. From the
+/// listener's event on, the loop handles the one write edge the new socket
+/// brings, goes back to `epoll_wait()`, and prints nothing more while the
+/// client stays idle (checked over a second).
+fn stage09_milestone_debug() -> String {
+    let server = start("stage09");
+    let asleep = idle_count(&server);
+    let idle = Client::connect(server.ports[0]);
+    let edge = server.wait_for_count("EVENT / write on fd", 1, LOG_WAIT);
+    assert!(edge, "no write edge for the new connection:\n{}", server.stdout());
+    // Two more waits: one after the accept, one after the write edge.
+    settle(&server, asleep + 1);
+    let before = server.stdout();
+    std::thread::sleep(Duration::from_secs(1));
+    let after = server.stdout();
+    assert_eq!(before, after, "the loop woke up for an idle client");
+    let writes = after.lines().filter(|line| line.contains("EVENT / write on fd")).count();
+    assert_eq!(writes, 1, "more than one write event:\n{after}");
+    let ports = server.ports.clone();
+    let log = normalise_log(&server.stop(libc::SIGKILL, EXIT_WAIT).stdout, &ports);
+    drop(idle);
+    let from = log.lines().position(|line| line.contains("EVENT / read on fd")).unwrap_or(0);
+    let shown: String = log.lines().skip(from).map(|line| format!("{line}\n")).collect();
+    recording("XPS_DEBUG=1 cargo run -p stage09   # then: nc 127.0.0.1 8001", &shown)
+}
+
+// ---------------------------------------------------------------------
 // Compare or bless
 // ---------------------------------------------------------------------
 
@@ -847,6 +901,8 @@ recordings! {
     stage08_experiment1_top_txt: "stage08/experiment1-top.txt" => stage08_experiment1_top,
     stage08_experiment1_debug_txt: "stage08/experiment1-debug.txt" => stage08_experiment1_debug,
     stage08_experiment2_top_txt: "stage08/experiment2-top.txt" => stage08_experiment2_top,
+    stage09_milestone_top_txt: "stage09/milestone-top.txt" => stage09_milestone_top,
+    stage09_milestone_debug_txt: "stage09/milestone-debug.txt" => stage09_milestone_debug,
 }
 
 #[test]
