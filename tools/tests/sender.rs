@@ -5,6 +5,7 @@
 use shared::pty::Terminal;
 use shared::sender::{Flood, longest_stall};
 use std::io::{Read, Write};
+use shared::client::ClosedPort;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -86,8 +87,9 @@ fn reports_a_stall_when_the_server_does_not_read() {
 
 #[test]
 fn no_server_is_a_one_line_error_and_status_1() {
-    // Bind then drop: the port is free and nothing listens on it.
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+    // A port nothing listens on, and nothing can take while we use it.
+    let closed = ClosedPort::new().unwrap();
+    let port = closed.port;
     let out = Command::new(SENDER)
         .args(["--port", &port.to_string()])
         .stdin(Stdio::null())

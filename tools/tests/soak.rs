@@ -4,6 +4,7 @@
 //! Every run has a deadline, and a soak still running then is killed.
 
 use shared::build::workspace_binary;
+use shared::client::ClosedPort;
 use shared::server::{Launch, Server};
 use shared::wait::child_exit;
 use std::io::{Read, Write};
@@ -86,10 +87,9 @@ fn soak(args: &[&str]) -> Run {
     Soak::start(args).finish()
 }
 
-/// A port on which nothing listens (it was free a moment ago).
-fn closed_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap().port()
+/// A port on which nothing listens, and nothing can take while it lives.
+fn closed_port() -> ClosedPort {
+    ClosedPort::new().unwrap()
 }
 
 /// The stage-7 server on two ports chosen by the OS, without DEBUG logs.
@@ -103,7 +103,8 @@ fn stage07() -> Server {
 
 #[test]
 fn gives_up_soon_with_few_lines_when_nothing_listens() {
-    let port = closed_port().to_string();
+    let closed = closed_port();
+    let port = closed.port.to_string();
     let run = soak(&["--ports", &port, "--clients", "8", "--seconds", "30"]);
     assert_eq!(run.status.code(), Some(1), "{run:#?}");
     assert!(run.elapsed < Duration::from_secs(5), "took {:?}: {run:#?}", run.elapsed);

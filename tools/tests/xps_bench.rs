@@ -6,6 +6,7 @@ use shared::build::workspace_binary;
 use shared::server::Server;
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use shared::client::ClosedPort;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Command, Output};
 use std::thread::JoinHandle;
@@ -134,8 +135,9 @@ fn a_reply_later_than_timeout_counts_even_between_ticks() {
 
 #[test]
 fn no_server_means_connect_errors() {
-    // Bind a port and close it again: nothing listens there now.
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+    // A port nothing listens on, and nothing can take while we use it.
+    let closed = ClosedPort::new().unwrap();
+    let port = closed.port;
     let (out, _) = bench(&["--port", &port.to_string(), "--conns", "3", "--seconds", "0.5"]);
     let result = result(&out);
     assert_eq!(out.status.code(), Some(1), "{out:?}");

@@ -8,6 +8,7 @@ use shared::pty::Terminal;
 use shared::server::Server;
 use shared::stages::Protocol;
 use std::io::{Read, Write};
+use shared::client::ClosedPort;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -283,9 +284,9 @@ fn a_server_that_stops_answering_stops_the_run_after_two_silent_checks() {
 
 #[test]
 fn nothing_listening_is_one_line_and_status_1() {
-    // Ports nothing listens on: bound, then let go.
-    let closed = || TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
-    let (a, b) = (closed().port(), closed().port());
+    // Ports nothing listens on, and nothing can take while we use them.
+    let (closed_a, closed_b) = (ClosedPort::new().unwrap(), ClosedPort::new().unwrap());
+    let (a, b) = (closed_a.port, closed_b.port);
     let out = xps_check(&[a], &["--stage", "7"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(text(&out).lines().count(), 1, "only the 'checking' line: {out:?}");
@@ -322,12 +323,9 @@ fn a_note_is_counted_apart_in_json() {
 fn a_server_that_answers_on_one_port_only() {
     let server = wrong_server(1, correct);
     let mut ports = server.ports.clone();
-    // Three ports that nothing listens on: bound, then let go.
-    for _ in 0..3 {
-        ports.push(
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port(),
-        );
-    }
+    // Three ports that nothing listens on, kept so while the run lasts.
+    let closed: Vec<ClosedPort> = (0..3).map(|_| ClosedPort::new().unwrap()).collect();
+    ports.extend(closed.iter().map(|closed| closed.port));
     let out = xps_check(&ports, &["--stage", "6", "--timeout", "0.5"]);
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
