@@ -8,8 +8,7 @@
 //! * [`stages`]: the stage table: what each stage replies and how it
 //!   behaves, one row each; `Protocol::reply` is the oracle.
 //! * [`checks`]: the one list of checks, each returning what went wrong
-//!   instead of panicking; `xps-check`, the stage tests and the exercise
-//!   tool all run it.
+//!   instead of panicking; `xps-check` and the stage tests both run it.
 //! * [`harness`]: the checks as a stage crate's tests (`stage_tests!`),
 //!   against its binary or the one `XPS_BIN` names.
 //! * [`wait`]: polling a condition until a deadline.

@@ -1,7 +1,7 @@
-//! One list of checks, run three ways: by `xps-check` against any running
-//! server, by every stage crate's tests against that stage's binary (one
-//! `#[test]` each, see [`stage_tests!`](crate::stage_tests)), and by the
-//! exercise tool against a learner's crate.
+//! One list of checks, run two ways: by `xps-check` against any running
+//! server, and by every stage crate's tests against that stage's binary
+//! (one `#[test]` each, see [`stage_tests!`](crate::stage_tests)), or
+//! against any other binary through `XPS_BIN`, a learner's crate included.
 //!
 //! A check never panics on a wrong server: it returns an [`Outcome`] that
 //! says what was sent, what a right server replies, what came back and the
