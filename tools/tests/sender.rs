@@ -2,10 +2,10 @@
 //! never reads, it reports a stall, and it fails cleanly when the server is
 //! not there.
 
+use shared::client::ClosedPort;
 use shared::pty::Terminal;
 use shared::sender::{Flood, longest_stall};
 use std::io::{Read, Write};
-use shared::client::ClosedPort;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Stdio};

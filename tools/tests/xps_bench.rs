@@ -3,10 +3,10 @@
 //! lasts about a second; xps-bench bounds its own time.
 
 use shared::build::workspace_binary;
+use shared::client::ClosedPort;
 use shared::server::Server;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use shared::client::ClosedPort;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Command, Output};
 use std::thread::JoinHandle;

@@ -4,11 +4,11 @@
 
 use shared::build::workspace_binary;
 use shared::checks::{CHECKS, Run};
+use shared::client::ClosedPort;
 use shared::pty::Terminal;
 use shared::server::Server;
 use shared::stages::Protocol;
 use std::io::{Read, Write};
-use shared::client::ClosedPort;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
