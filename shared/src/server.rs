@@ -187,12 +187,22 @@ impl Server {
         // only async-signal-safe calls are allowed: it makes a few system
         // calls and allocates nothing.
         unsafe { command.pre_exec(prepare_child) };
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // A binary written a moment ago (a test's copy of a stage) may be
+        // refused with ETXTBSY: while another thread of the test forks a
+        // child, that child holds a copy of the writer's fd until it execs.
+        // It passes within milliseconds, so try again a few times.
+        let mut tries = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Ok(child) => break child,
+                Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(POLL_INTERVAL);
+                }
+                Err(err) => panic!("cannot start {}: {err}", binary.display()),
+            }
+        };
         let (stdout, stderr) = (Captured::default(), Captured::default());
         let output_paused = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::new();
