@@ -111,7 +111,7 @@ impl Tally {
 }
 
 /// Prints why the run stopped early, if it did, then the counts: as text
-/// ("9 passed, 1 note, 0 failed") or as one JSON object.
+/// ("11 passed, 1 note, 0 failed") or as one JSON object.
 pub(crate) fn summary(tally: &Tally, stopped: Option<&str>, json: bool) {
     let Tally { passed, notes, failed, not_run } = tally;
     if json {
