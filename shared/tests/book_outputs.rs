@@ -688,11 +688,10 @@ fn mib(size: &str) -> f64 {
     }
 }
 
-/// Experiment 1 in figures: a second with no client, then two with one
-/// client that sent a line and then nothing.
-fn stage08_experiment1_top() -> String {
-    let _alone = stage08_alone();
-    let server = start_quiet("stage08", false);
+/// xps-top on `stage` for three seconds, with a client that says hello
+/// after the first line and then nothing: the output, and its CPU column.
+fn idle_client_top(stage: &str) -> (String, Vec<f64>) {
+    let server = start_quiet(stage, false);
     let mut idle = None;
     let text = xps_top(&server, 3, |line| {
         if line == 1 {
@@ -702,7 +701,15 @@ fn stage08_experiment1_top() -> String {
         }
     });
     drop(idle);
-    let cpu: Vec<f64> = top_figures(&text).iter().map(|f| f.0).collect();
+    let cpu = top_figures(&text).iter().map(|f| f.0).collect();
+    (text, cpu)
+}
+
+/// Experiment 1 in figures: a second with no client, then two with one
+/// client that sent a line and then nothing.
+fn stage08_experiment1_top() -> String {
+    let _alone = stage08_alone();
+    let (text, cpu) = idle_client_top("stage08");
     assert!(cpu.len() == 3 && cpu[0] < 20.0, "no client:\n{text}");
     assert!(cpu[1] > 50.0 && cpu[2] > 50.0, "one idle client:\n{text}");
     recording("cargo run -p tools --bin xps-top -- --port 8001 --seconds 3", &text)
@@ -758,17 +765,7 @@ fn stage08_experiment2_top() -> String {
 /// and could hide a stage 9 that spins too.
 fn stage09_milestone_top() -> String {
     let _alone = stage08_alone();
-    let server = start_quiet("stage09", false);
-    let mut idle = None;
-    let text = xps_top(&server, 3, |line| {
-        if line == 1 {
-            let mut client = Client::connect(server.ports[0]);
-            client.expect_reversed(b"hello\n");
-            idle = Some(client);
-        }
-    });
-    drop(idle);
-    let cpu: Vec<f64> = top_figures(&text).iter().map(|f| f.0).collect();
+    let (text, cpu) = idle_client_top("stage09");
     assert!(cpu.len() == 3, "{text}");
     assert!(cpu.iter().all(|&share| share < 20.0), "stage 9 is not asleep:\n{text}");
     recording("cargo run -p tools --bin xps-top -- --port 8001 --seconds 3", &text)
