@@ -164,6 +164,29 @@ pub const STAGES: &[Stage] = &[
             "network/xps_connection.rs",
         ],
     },
+    Stage {
+        number: 10,
+        crate_name: "stage10",
+        title: "pipes",
+        protocol: Protocol::WriteBack,
+        send_model: SendModel::Buffers,
+        spins_when_idle: false,
+        unbounded_memory: false,
+        graceful_shutdown: true,
+        lesson: &[
+            "main.rs",
+            "xps.rs",
+            "core/mod.rs",
+            "core/xps_core.rs",
+            "core/xps_loop.rs",
+            "core/xps_pipe.rs",
+            "core/xps_slots.rs",
+            "network/xps_listener.rs",
+            "network/xps_connection.rs",
+            "utils/xps_buffer.rs",
+            "utils/xps_utils.rs",
+        ],
+    },
 ];
 
 /// The row of stage `number`, if the workspace has that stage.

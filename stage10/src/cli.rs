@@ -1,0 +1,161 @@
+//! The command line: `stageNN [--host HOST] [--ports P1,P2,...]`.
+//!
+//! The C server has no flags (it always listens on 127.0.0.1:8001-8004).
+//! These keep those defaults and add what a learner and the tests need:
+//! another host, other ports, or port 0 to let the OS pick a free one.
+
+use crate::utils::xps_utils::is_valid_port;
+use std::ffi::OsString;
+
+/// Where the server listens when no flag says otherwise.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+
+/// The course's four ports.
+pub const DEFAULT_PORTS: [u16; 4] = [8001, 8002, 8003, 8004];
+
+/// What `--help` prints, and what follows any error about the flags.
+pub const USAGE: &str = concat!(
+    "Usage: ",
+    env!("CARGO_PKG_NAME"),
+    " [--host HOST] [--ports P1,P2,...]
+
+Options:
+  --host HOST       address to listen on (default 127.0.0.1;
+                    0.0.0.0 accepts clients from other machines)
+  --ports P1,P2,... ports to listen on (default 8001,8002,8003,8004;
+                    0 lets the OS pick a free port, shown in the log)
+  -h, --help        print this help
+  -V, --version     print the version
+
+Environment:
+  XPS_DEBUG=1       also print DEBUG log lines
+  NO_COLOR=1        never colour the log"
+);
+
+/// Where and how to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Host name or IPv4 address to bind.
+    pub host: String,
+    /// Ports to listen on, one listener each.
+    pub ports: Vec<u16>,
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Run the server.
+    Run(Config),
+    /// Print the usage and exit.
+    Help,
+    /// Print the version and exit.
+    Version,
+}
+
+/// Reads the arguments (without the program name). An error is one line
+/// saying what is wrong; the caller adds the usage.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    let mut config = Config { host: DEFAULT_HOST.to_string(), ports: DEFAULT_PORTS.to_vec() };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let arg =
+            arg.into_string().map_err(|bad| format!("argument {bad:?} is not valid UTF-8"))?;
+        // Accept both `--flag value` and `--flag=value`.
+        let (flag, inline_value) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_string(), Some(value.to_string()))
+            }
+            _ => (arg, None),
+        };
+        let mut value = || match inline_value.clone() {
+            Some(value) => Ok(value),
+            None => args
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value"))?
+                .into_string()
+                .map_err(|bad| format!("value {bad:?} of {flag} is not valid UTF-8")),
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--host" => config.host = parse_host(&value()?)?,
+            "--ports" => config.ports = parse_ports(&value()?)?,
+            other => return Err(format!("unknown option '{other}'")),
+        }
+    }
+    Ok(Command::Run(config))
+}
+
+fn parse_host(host: &str) -> Result<String, String> {
+    if host.trim().is_empty() {
+        return Err("--host needs a host name or address".to_string());
+    }
+    Ok(host.to_string())
+}
+
+/// `8001,8002` into a list of ports. Port 0 may appear more than once (each
+/// gets its own free port); any other port only once.
+fn parse_ports(list: &str) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for item in list.split(',') {
+        let item = item.trim();
+        let port: u32 = item.parse().map_err(|_| format!("'{item}' is not a port number"))?;
+        if !is_valid_port(port) {
+            return Err(format!("port {port} is out of range (0-65535)"));
+        }
+        let port = port as u16;
+        if port != 0 && ports.contains(&port) {
+            return Err(format!("port {port} is listed twice"));
+        }
+        ports.push(port);
+    }
+    Ok(ports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Command, String> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    fn config(host: &str, ports: &[u16]) -> Result<Command, String> {
+        Ok(Command::Run(Config { host: host.to_string(), ports: ports.to_vec() }))
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(run(&[]), config("127.0.0.1", &[8001, 8002, 8003, 8004]));
+    }
+
+    #[test]
+    fn host_and_ports_in_both_forms() {
+        assert_eq!(
+            run(&["--host", "0.0.0.0", "--ports", "9000,0,0"]),
+            config("0.0.0.0", &[9000, 0, 0])
+        );
+        assert_eq!(run(&["--ports=1, 2", "--host=localhost"]), config("localhost", &[1, 2]));
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(run(&["--help"]), Ok(Command::Help));
+        assert_eq!(run(&["-h"]), Ok(Command::Help));
+        assert_eq!(run(&["--version"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn bad_flags_say_what_is_wrong() {
+        assert_eq!(run(&["--bogus"]), Err("unknown option '--bogus'".to_string()));
+        assert_eq!(run(&["--ports"]), Err("--ports needs a value".to_string()));
+        assert_eq!(run(&["--ports", "80x"]), Err("'80x' is not a port number".to_string()));
+        assert_eq!(run(&["--ports", ""]), Err("'' is not a port number".to_string()));
+        assert_eq!(
+            run(&["--ports", "70000"]),
+            Err("port 70000 is out of range (0-65535)".to_string())
+        );
+        assert_eq!(run(&["--ports", "1,2,1"]), Err("port 1 is listed twice".to_string()));
+        assert_eq!(run(&["--host", " "]), Err("--host needs a host name or address".to_string()));
+    }
+}

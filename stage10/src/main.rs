@@ -1,0 +1,118 @@
+//! eXpServer, stage 10: pipes.
+//!
+//! Stage 9's server keeps everything a client sends until the client reads
+//! it back: one client that sends and never reads makes the server's memory
+//! grow without end. Here a *pipe* sits between each client's socket read
+//! (the pipe's source) and its socket written (the sink), and holds at most
+//! 1 MB: while it is full, the source is not read, the client's bytes wait
+//! in the kernel, and TCP stops the client (backpressure). From this stage
+//! the server writes back what it receives unchanged, as the course does.
+//!
+//! `main()` does what the course's `main.c` does: it creates a core and
+//! starts it. Everything else lives in the modules:
+//!
+//! ```text
+//! main.rs ── xps.rs                 constants, error codes, the handler type
+//!  ├── core/xps_core.rs             the server: owns loop, listeners, connections, pipes
+//!  ├── core/xps_loop.rs             epoll: attach, detach, run, handle_pipes
+//!  ├── core/xps_pipe.rs             pipes, sources and sinks
+//!  ├── core/xps_slots.rs            tables with generation-checked ids (not in the course)
+//!  ├── network/xps_listener.rs      listening sockets, accept, a pipe per client
+//!  ├── network/xps_connection.rs    clients: source and sink handlers, recv, send
+//!  ├── utils/xps_buffer.rs          buffers and buffer lists
+//!  ├── utils/xps_logger.rs          the log
+//!  ├── utils/xps_utils.rs           small helpers
+//!  ├── cli.rs                       the flags (not in the course)
+//!  └── shutdown.rs                  Ctrl+C and SIGTERM (main.c's signal part)
+//! ```
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+// ANCHOR: modules
+mod cli;
+mod core;
+mod network;
+mod shutdown;
+mod utils;
+mod xps;
+// ANCHOR_END: modules
+
+use crate::cli::{Command, Config};
+use crate::core::xps_core::XpsCore;
+use crate::utils::xps_logger::{LogLevel, flush_log};
+use std::process::ExitCode;
+
+// ANCHOR: main
+/// Reads the flags, then creates and starts the core. The C version keeps
+/// the core in a global so that its signal handler can destroy it; here the
+/// signal reaches the core through the loop, so the core is an ordinary
+/// local that `main()` owns.
+fn main() -> ExitCode {
+    let config = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("{}: {message}\n\n{}", env!("CARGO_PKG_NAME"), cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let status = serve(&config);
+    // Whatever the log has gathered goes out before the process ends.
+    flush_log();
+    status
+}
+
+/// Creates the core, attaches the signal handler's wake-up fd to its loop
+/// and starts it. Whether the loop stopped on a signal or failed, the core
+/// is then destroyed, which destroys every connection, listener and the
+/// loop.
+fn serve(config: &Config) -> ExitCode {
+    let Ok(mut core) = XpsCore::create() else {
+        // xps_core_create() has logged why.
+        return ExitCode::FAILURE;
+    };
+    let watched = shutdown::install().and_then(|wake_fd| {
+        core.event_loop.attach(wake_fd, libc::EPOLLIN as u32, 0, sigint_handler, None, None)
+    });
+    if let Err(err) = watched {
+        logger!(LogLevel::Error, "main()", "cannot watch for SIGINT and SIGTERM: {err}");
+        core.destroy();
+        return ExitCode::FAILURE;
+    }
+    let started = core.start(&config.host, &config.ports);
+    core.destroy();
+    match started {
+        // Stopped by sigint_handler(), which has logged the signal.
+        Ok(()) => ExitCode::SUCCESS,
+        // No port could be opened, or epoll failed: the details are in the
+        // log already; say why the server ends where errors go.
+        Err(err) => {
+            eprintln!("{}: {err}", env!("CARGO_PKG_NAME"));
+            ExitCode::FAILURE
+        }
+    }
+}
+// ANCHOR_END: main
+
+// ANCHOR: sigint_handler
+/// The course's `sigint_handler()`, as the read callback of the wake-up fd:
+/// the loop calls it once a shutdown signal has arrived. It reports the
+/// signal and stops the core; `serve()` destroys the core when the loop
+/// returns. The part that runs inside the signal itself is in
+/// `shutdown.rs`.
+fn sigint_handler(core: &mut XpsCore, _ptr: usize) {
+    let Some(signal) = shutdown::take() else {
+        // Woken with no signal recorded: nothing to do.
+        return;
+    };
+    logger!(LogLevel::Warning, "sigint_handler()", "{} received", signal.name());
+    core.stop();
+}
+// ANCHOR_END: sigint_handler

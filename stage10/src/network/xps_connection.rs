@@ -1,0 +1,600 @@
+//! A connection: `xps_connection.c`. One accepted client, watched
+//! edge-triggered, with a pipe *source* (its socket read) and a pipe
+//! *sink* (its socket written). The listener joins the two with a pipe:
+//! what the client sends comes back to it unchanged (stage 10's
+//! write-back), and at most the pipe's threshold of it waits in the server.
+//!
+//! The loop callbacks [`connection_loop_read_handler`] and
+//! [`connection_loop_write_handler`] only set the source's or the sink's
+//! `ready` flag. The I/O happens when the loop's `handle_pipes()` calls the
+//! ends' handlers: [`connection_source_handler`] receives into the pipe
+//! while it has room; [`connection_sink_handler`] sends from the pipe
+//! while it holds bytes.
+//!
+//! The contract of edge triggering, which both handlers keep: a ready flag
+//! is cleared when, and only when, the socket says `EAGAIN`. Cleared any
+//! earlier, the bytes (or the room) still waiting would never be reported:
+//! the edge was already spent. Never cleared, the loop would think the
+//! pipe forever ready and poll with timeout 0, at full CPU.
+//!
+//! And the contract of the pipe: the source reads only while the pipe has
+//! room. A client that never reads fills its pipe; its source is then
+//! skipped, its bytes wait in the kernel's buffers, and TCP stops it from
+//! sending more. That is the memory bound of this stage.
+
+use crate::core::xps_core::{XpsCore, take_from_slot};
+use crate::core::xps_loop::XpsLoop;
+use crate::core::xps_pipe::{SinkId, SourceId, XpsPipe, XpsPipeSink, XpsPipeSource};
+use crate::logger;
+use crate::utils::xps_buffer::XpsBuffer;
+use crate::utils::xps_logger::{LogLevel, print_line};
+use crate::utils::xps_utils::{escape_for_terminal, get_remote_ip};
+use crate::xps::MAX_SEND_BUFFERS;
+use std::io::{self, IoSlice, Read};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+
+// ANCHOR: xps_connection
+/// One connected client: `xps_connection_t` in C.
+///
+/// Stage 10 replaces the write list, the ready flags and the two I/O
+/// handler fields of stage 9 with a source and a sink: the flags and the
+/// handlers are theirs now, and the bytes waiting are in the pipe.
+#[derive(Debug)]
+pub struct XpsConnection {
+    /// The connected socket (`sock_fd` in C), closed when dropped. It is
+    /// non-blocking: the listener made it so before creating the connection.
+    pub socket: TcpStream,
+    /// Id of the listener that accepted it, in `core.listeners`.
+    pub listener: usize,
+    /// The client's IP address, for the log.
+    pub remote_ip: String,
+    /// What reads the client's bytes into a pipe, in `core.sources`.
+    pub source: SourceId,
+    /// What sends a pipe's bytes to the client, in `core.sinks`.
+    pub sink: SinkId,
+}
+// ANCHOR_END: xps_connection
+
+impl XpsConnection {
+    // ANCHOR: create
+    /// `xps_connection_create()`: adds an accepted socket to the core, with
+    /// its source and sink, and attaches it to the loop. Returns the
+    /// connection's id. (The listener then joins source and sink with a
+    /// pipe.)
+    pub fn create(core: &mut XpsCore, socket: TcpStream, listener: usize) -> io::Result<usize> {
+        // A client that connects and resets at once is still handed over by
+        // accept(); asking for its address is how we find out it has gone.
+        // That is the client's doing, not a server error, hence INFO.
+        let Some(remote_ip) = get_remote_ip(&socket) else {
+            logger!(LogLevel::Info, "xps_connection_create()", "client left before it was served");
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        };
+        let fd = socket.as_raw_fd();
+
+        // The source and sink name their owner by its id, so they are made
+        // with the id the connection is about to get.
+        let id = core.next_connection_id();
+        let source = XpsPipeSource::create(
+            core,
+            id,
+            connection_source_handler,
+            connection_source_close_handler,
+        );
+        let sink =
+            XpsPipeSink::create(core, id, connection_sink_handler, connection_sink_close_handler);
+        let added =
+            core.add_connection(XpsConnection { socket, listener, remote_ip, source, sink });
+        debug_assert_eq!(added, id, "the connection did not get the id its ends name");
+
+        // Edge-triggered, as in stage 9. Attaching reports the socket's
+        // state at once (writable, and readable if the client has sent
+        // something already), so no edge from before is lost.
+        let attached = core.event_loop.attach(
+            fd,
+            (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32,
+            id,
+            connection_loop_read_handler,
+            Some(connection_loop_write_handler),
+            Some(connection_loop_close_handler),
+        );
+        if let Err(err) = attached {
+            // Undo the add; dropping the connection closes its socket.
+            take_from_slot(&mut core.connections, &mut core.n_null_connections, id);
+            XpsPipeSource::destroy(core, source);
+            XpsPipeSink::destroy(core, sink);
+            logger!(LogLevel::Error, "xps_connection_create()", "xps_loop_attach() failed: {err}");
+            return Err(err);
+        }
+        logger!(LogLevel::Debug, "xps_connection_create()", "created connection");
+        Ok(id)
+    }
+    // ANCHOR_END: create
+
+    // ANCHOR: destroy
+    /// `xps_connection_destroy()`: empties the connection's slot, detaches it
+    /// from the loop, destroys its source and sink (which detaches them from
+    /// their pipe; `handle_pipes()` then destroys the pipe, with whatever it
+    /// still held for a client that is gone) and closes its socket. The
+    /// listener is left alone.
+    pub fn destroy(core: &mut XpsCore, id: usize) {
+        let Some(connection) =
+            take_from_slot(&mut core.connections, &mut core.n_null_connections, id)
+        else {
+            return;
+        };
+        // An error here has been logged by the loop; the socket is closed
+        // below either way.
+        let _ = core.event_loop.detach(connection.socket.as_raw_fd());
+        XpsPipeSource::destroy(core, connection.source);
+        XpsPipeSink::destroy(core, connection.sink);
+        let port = core.listeners.get(connection.listener).and_then(Option::as_ref).map(|l| l.port);
+        logger!(
+            LogLevel::Debug,
+            "xps_connection_destroy()",
+            "destroyed connection from {} (port {})",
+            connection.remote_ip,
+            port.map_or_else(|| "closed".to_string(), |port| port.to_string())
+        );
+        drop(connection);
+    }
+    // ANCHOR_END: destroy
+}
+
+// ANCHOR: connection_close
+/// `connection_close()`: ends the connection, saying why in the log: the
+/// client closed its side (`peer_closed`), or the server is closing it
+/// (an error, already logged by the caller).
+pub fn connection_close(core: &mut XpsCore, id: usize, peer_closed: bool) {
+    if peer_closed {
+        logger!(LogLevel::Info, "connection_close()", "peer closed connection");
+    } else {
+        logger!(LogLevel::Debug, "connection_close()", "closing connection");
+    }
+    XpsConnection::destroy(core, id);
+}
+// ANCHOR_END: connection_close
+
+// ANCHOR: loop_handlers
+/// Called by the loop when connection `ptr`'s socket became readable
+/// (`connection_loop_read_handler()`): its source is ready, and its pipe
+/// goes to the loop's ready queue if that gives it work. No `recv()` here.
+fn connection_loop_read_handler(core: &mut XpsCore, ptr: usize) {
+    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
+    let Some(source) = core.sources.get_mut(connection.source) else { return };
+    source.ready = true;
+    if let Some(pipe) = source.pipe {
+        XpsLoop::queue_pipe(core, pipe);
+    }
+}
+
+/// Called by the loop when connection `ptr`'s socket became writable
+/// (`connection_loop_write_handler()`): its sink is ready. (Its pipe is
+/// queued only if it holds something to send.)
+fn connection_loop_write_handler(core: &mut XpsCore, ptr: usize) {
+    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
+    let Some(sink) = core.sinks.get_mut(connection.sink) else { return };
+    sink.ready = true;
+    if let Some(pipe) = sink.pipe {
+        XpsLoop::queue_pipe(core, pipe);
+    }
+}
+// ANCHOR_END: loop_handlers
+
+// ANCHOR: received
+/// What one `recv()` of the source handler got.
+enum Received {
+    /// Bytes, now in the core's buffer.
+    Bytes(usize),
+    /// The client has closed its side: nothing more will come (the
+    /// course's `E_EOF`).
+    EndOfInput,
+    /// Nothing for now (`E_AGAIN`), or a signal came first: try later.
+    Nothing,
+    /// The socket failed: the connection is over.
+    Failed,
+}
+// ANCHOR_END: received
+
+// ANCHOR: source_handler
+/// The source's `handler_cb` (`connection_source_handler()`), called by
+/// `handle_pipes()` while the source is ready and its pipe has room: one
+/// `recv()` of at most what the pipe has room for, printed and written
+/// into the pipe.
+///
+/// Asking `recv()` for no more than the room left is what keeps the pipe
+/// under its threshold: the bytes that do not fit stay in the kernel.
+fn connection_source_handler(core: &mut XpsCore, ptr: usize) {
+    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
+    let source = connection.source;
+    let room = XpsPipeSource::pipe(core, source).map_or(0, XpsPipe::room);
+    match receive(core, ptr, room) {
+        Received::Bytes(n) => {
+            let message = &core.buffer[..n];
+            print_message(message);
+            // The core's buffer is reused by the next recv(): the bytes get
+            // a buffer of their own, exactly their size, which the pipe
+            // takes over.
+            let chunk = XpsBuffer::create(n, message);
+            if let Err(err) = XpsPipeSource::write(core, source, chunk) {
+                logger!(
+                    LogLevel::Error,
+                    "connection_source_handler()",
+                    "xps_pipe_source_write() failed: {err}"
+                );
+                connection_close(core, ptr, false);
+            }
+        }
+        Received::EndOfInput => end_of_input(core, ptr),
+        Received::Nothing => {}
+        Received::Failed => connection_close(core, ptr, false),
+    }
+}
+
+/// One `recv()` of at most `room` bytes into the core's buffer. Clears the
+/// source's `ready` when the socket says `EAGAIN`, and only then.
+fn receive(core: &mut XpsCore, ptr: usize, room: usize) -> Received {
+    let XpsCore { connections, sources, buffer, .. } = core;
+    let Some(connection) = connections.get(ptr).and_then(Option::as_ref) else {
+        return Received::Nothing;
+    };
+    let wanted = room.min(buffer.len());
+    // A full pipe is not served (see handle_pipes); and a recv() of 0
+    // bytes would return 0, which reads as end of input.
+    if wanted == 0 {
+        return Received::Nothing;
+    }
+    // `read()` on a &TcpStream is one recv() system call.
+    match (&connection.socket).read(&mut buffer[..wanted]) {
+        Ok(0) => Received::EndOfInput,
+        Ok(n) => Received::Bytes(n),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            if let Some(source) = sources.get_mut(connection.source) {
+                source.ready = false;
+            }
+            Received::Nothing
+        }
+        // A signal came first: the flag stays, the next pass tries again.
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => Received::Nothing,
+        Err(err) => {
+            logger!(LogLevel::Error, "connection_source_handler()", "recv() failed: {err}");
+            Received::Failed
+        }
+    }
+}
+// ANCHOR_END: source_handler
+
+// ANCHOR: end_of_input
+/// The client has closed its side of the connection (`recv()` returned 0).
+///
+/// The course closes the connection at once, dropping any bytes its pipe
+/// still holds for the client. Beyond the course, the source leaves the
+/// pipe instead, and the pipe does the rest: its sink sends what is left
+/// and, once the pipe is empty, `handle_pipes()` closes the sink, whose
+/// close handler closes the connection. So `printf 'hi\n' | nc -N host
+/// port`, which half-closes after sending, still gets `hi` back.
+fn end_of_input(core: &mut XpsCore, ptr: usize) {
+    logger!(LogLevel::Debug, "connection_source_handler()", "peer finished sending");
+    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
+    let pipe = core.sources.get(connection.source).and_then(|source| source.pipe);
+    // No pipe (cannot happen here): nothing is left to send.
+    if pipe.is_none_or(|pipe| XpsPipe::detach_source(core, pipe).is_err()) {
+        connection_close(core, ptr, true);
+    }
+}
+// ANCHOR_END: end_of_input
+
+// ANCHOR: print_message
+/// Prints what the client sent, as `client: <message>`, on one line.
+///
+/// The bytes are escaped first: printed raw, a client could send escape
+/// sequences that recolour, retitle or clear the operator's terminal.
+fn print_message(message: &[u8]) {
+    let text = message.strip_suffix(b"\n").unwrap_or(message);
+    print_line(format_args!("client: {}", escape_for_terminal(text)));
+}
+// ANCHOR_END: print_message
+
+// ANCHOR: sink_handler
+/// The sink's `handler_cb` (`connection_sink_handler()`), called by
+/// `handle_pipes()` while the sink is ready and its pipe holds bytes: one
+/// send of as much of them as the socket takes, then those bytes are
+/// cleared from the pipe. A failed send ends the connection.
+fn connection_sink_handler(core: &mut XpsCore, ptr: usize) {
+    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
+    let sink = connection.sink;
+    let mut slices = [IoSlice::new(&[]); MAX_SEND_BUFFERS];
+    let Ok(n_slices) = XpsPipeSink::read(core, sink, &mut slices) else { return };
+    let sent = send_buffers(&connection.socket, &slices[..n_slices]);
+    match sent {
+        // Whole buffers sent are freed, a partly sent one is kept for the
+        // rest. Clearing cannot fail: the bytes sent came from the pipe.
+        Ok(sent) => {
+            let _ = XpsPipeSink::clear(core, sink, sent);
+        }
+        // The send buffer is full: wait for the edge that says it has room
+        // again. Only now may the flag go.
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            if let Some(sink) = core.sinks.get_mut(sink) {
+                sink.ready = false;
+            }
+        }
+        // A signal came before anything was sent: the next pass tries again.
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+        Err(err) => {
+            logger!(LogLevel::Error, "connection_sink_handler()", "send() failed: {err}");
+            connection_close(core, ptr, false);
+        }
+    }
+}
+// ANCHOR_END: sink_handler
+
+// ANCHOR: send_buffers
+/// One `sendmsg()` of `slices`: the kernel takes what fits in the socket's
+/// send buffer, from the first slice on, and says how many bytes that was.
+///
+/// `MSG_NOSIGNAL` makes a client that has gone away an `EPIPE` error
+/// rather than a `SIGPIPE` that would kill the server. (std's
+/// `write_vectored()` would call `writev()`, which has no flags.)
+fn send_buffers(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: an all-zero msghdr is valid: no address, no iovecs, no
+    // control data.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    // std guarantees that an IoSlice has the layout of an iovec on Unix.
+    message.msg_iov = slices.as_ptr().cast_mut().cast::<libc::iovec>();
+    message.msg_iovlen = slices.len() as _;
+    // SAFETY: msg_iov points to `slices.len()` iovecs, each naming bytes
+    // that outlive the call; sendmsg() only reads them.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &message, libc::MSG_NOSIGNAL) };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+}
+// ANCHOR_END: send_buffers
+
+// ANCHOR: close_handlers
+/// The source's `close_cb` (`connection_source_close_handler()`), called
+/// by `handle_pipes()` when the source has been deactivated because its
+/// pipe lost its sink. The connection closes once neither of its ends is
+/// active: until then its sink may still have bytes to send.
+fn connection_source_close_handler(core: &mut XpsCore, ptr: usize) {
+    if !has_an_active_end(core, ptr) {
+        connection_close(core, ptr, false);
+    }
+}
+
+/// The sink's `close_cb` (`connection_sink_close_handler()`), called by
+/// `handle_pipes()` when the sink has been deactivated: its pipe lost its
+/// source and is empty. In this stage that happens after the client
+/// closed its side and got everything back (see [`end_of_input`]), hence
+/// "peer closed".
+fn connection_sink_close_handler(core: &mut XpsCore, ptr: usize) {
+    if !has_an_active_end(core, ptr) {
+        connection_close(core, ptr, true);
+    }
+}
+
+/// True if connection `ptr` exists and its source or its sink is active.
+fn has_an_active_end(core: &XpsCore, ptr: usize) -> bool {
+    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else {
+        return false;
+    };
+    let source = core.sources.get(connection.source).is_some_and(|source| source.active);
+    let sink = core.sinks.get(connection.sink).is_some_and(|sink| sink.active);
+    source || sink
+}
+
+/// Called by the loop when connection `ptr` reports an error or a hang-up
+/// (`connection_loop_close_handler()`): the client reset the connection or
+/// closed both ways, so there is no one to read from or send to. The
+/// error, if the socket holds one, goes to the log.
+fn connection_loop_close_handler(core: &mut XpsCore, ptr: usize) {
+    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
+    match connection.socket.take_error() {
+        Ok(Some(err)) => {
+            logger!(LogLevel::Error, "connection_loop_close_handler()", "connection failed: {err}");
+            connection_close(core, ptr, false);
+        }
+        _ => connection_close(core, ptr, true),
+    }
+}
+// ANCHOR_END: close_handlers
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! The ready flags and the pipe of a connection, driven with real TCP
+    //! sockets on 127.0.0.1.
+    use super::*;
+    use crate::core::xps_loop::tests::{running_core, serial};
+    use crate::core::xps_pipe::PipeId;
+    use crate::utils::xps_utils::make_socket_non_blocking;
+    use crate::xps::DEFAULT_PIPE_BUFF_THRESH;
+    use std::io::Write;
+    use std::net::{Ipv4Addr, Shutdown, TcpListener};
+    use std::time::{Duration, Instant};
+
+    /// A new connection of `core`, joined to itself by a pipe as the
+    /// listener does it, and the client at its other end: the connection's
+    /// id, its pipe and the client's socket.
+    pub(crate) fn connect_client(core: &mut XpsCore) -> (usize, PipeId, TcpStream) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let (socket, _peer) = listener.accept().unwrap();
+        make_socket_non_blocking(socket.as_raw_fd()).unwrap();
+        let id = XpsConnection::create(core, socket, 0).unwrap();
+        let (source, sink) = (connection(core, id).source, connection(core, id).sink);
+        let pipe = XpsPipe::create(core, DEFAULT_PIPE_BUFF_THRESH, source, sink).unwrap();
+        (id, pipe, client)
+    }
+
+    /// Connection `id`, which must exist.
+    pub(crate) fn connection(core: &mut XpsCore, id: usize) -> &mut XpsConnection {
+        core.connections[id].as_mut().unwrap()
+    }
+
+    fn source_ready(core: &mut XpsCore, id: usize) -> bool {
+        let source = connection(core, id).source;
+        core.sources.get(source).unwrap().ready
+    }
+
+    fn sink_ready(core: &mut XpsCore, id: usize) -> bool {
+        let sink = connection(core, id).sink;
+        core.sinks.get(sink).unwrap().ready
+    }
+
+    fn in_pipe(core: &XpsCore, pipe: PipeId) -> usize {
+        core.pipes.get(pipe).unwrap().buff_list.len()
+    }
+
+    /// Runs rounds of the loop (waits and callbacks, no pipe handling)
+    /// until `done` holds; false if it still does not after 2 s.
+    pub(crate) fn dispatch_until(core: &mut XpsCore, done: impl Fn(&mut XpsCore) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !done(core) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            XpsLoop::wait_and_dispatch(core, 100).unwrap();
+        }
+        true
+    }
+
+    /// Runs whole rounds of the loop (pipes, then a short wait) until `done`
+    /// holds; false if it still does not after 2 s.
+    fn run_until(core: &mut XpsCore, done: impl Fn(&mut XpsCore) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !done(core) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            XpsLoop::handle_pipes(core);
+            XpsLoop::wait_and_dispatch(core, 10).unwrap();
+        }
+        true
+    }
+
+    #[test]
+    fn the_loop_callbacks_only_set_the_flags() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (id, pipe, mut client) = connect_client(&mut core);
+        // Attaching reports the empty send buffer once: the sink is ready,
+        // but an empty pipe gives it nothing to do, so it is not queued.
+        assert!(dispatch_until(&mut core, |core| sink_ready(core, id)));
+        assert!(!source_ready(&mut core, id));
+        assert!(!core.pipes.get(pipe).unwrap().queued);
+
+        client.write_all(b"hello\n").unwrap();
+        assert!(dispatch_until(&mut core, |core| source_ready(core, id)));
+        assert!(core.pipes.get(pipe).unwrap().queued, "a pipe with a ready source is queued");
+        assert_eq!(in_pipe(&core, pipe), 0, "the callback must not recv()");
+        core.destroy();
+    }
+
+    /// Runs whole rounds of the loop while reading what comes back to
+    /// `client`, until `len` bytes have (or 2 s have passed).
+    fn run_and_read(core: &mut XpsCore, client: &mut TcpStream, len: usize) -> Vec<u8> {
+        client.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut reply = vec![0; len];
+        let mut got = 0;
+        while got < len && Instant::now() < deadline {
+            XpsLoop::handle_pipes(core);
+            XpsLoop::wait_and_dispatch(core, 10).unwrap();
+            got += client.read(&mut reply[got..]).unwrap_or(0);
+        }
+        client.set_nonblocking(false).unwrap();
+        reply.truncate(got);
+        reply
+    }
+
+    #[test]
+    fn what_the_client_sends_comes_back_unchanged() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (_id, pipe, mut client) = connect_client(&mut core);
+        client.write_all(b"Hello, world\n").unwrap();
+        assert_eq!(run_and_read(&mut core, &mut client, 13), b"Hello, world\n");
+        assert_eq!(in_pipe(&core, pipe), 0, "sent bytes must be cleared from the pipe");
+        core.destroy();
+    }
+
+    #[test]
+    fn the_source_ready_flag_is_cleared_only_when_recv_says_eagain() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (id, pipe, mut client) = connect_client(&mut core);
+        client.write_all(b"hello\n").unwrap();
+        assert!(dispatch_until(&mut core, |core| source_ready(core, id)));
+
+        connection_source_handler(&mut core, id);
+        assert_eq!(in_pipe(&core, pipe), 6, "one recv() of the whole message");
+        assert!(source_ready(&mut core, id), "cleared before EAGAIN: later bytes would be lost");
+
+        connection_source_handler(&mut core, id);
+        assert!(!source_ready(&mut core, id), "never cleared: the loop would spin");
+        assert_eq!(in_pipe(&core, pipe), 6);
+        core.destroy();
+    }
+
+    #[test]
+    fn a_client_that_never_reads_fills_its_pipe_and_no_more() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (id, pipe, client) = connect_client(&mut core);
+        // A writer thread sends 32 MiB, far more than the pipe and both
+        // sockets' buffers hold; the client never reads.
+        let writer = std::thread::spawn(move || {
+            let mut client = client;
+            client.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+            let chunk = [b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < 32 << 20 && client.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+            (client, sent)
+        });
+        // Run the loop until the pipe is full and the sink stuck.
+        assert!(run_until(&mut core, |core| {
+            !core.pipes.get(pipe).unwrap().is_writable() && !sink_ready(core, id)
+        }));
+        let (client, sent) = writer.join().unwrap();
+        assert!(sent < 32 << 20, "the client was never stopped");
+        let pipe_now = core.pipes.get(pipe).unwrap();
+        assert!(pipe_now.buff_list.held() <= DEFAULT_PIPE_BUFF_THRESH + 100_100);
+        // The source is still ready (bytes wait in the kernel) but has no
+        // turn while the pipe is full; nothing is left to do.
+        assert!(source_ready(&mut core, id));
+        assert!(!XpsPipe::has_work(&core, pipe));
+        assert!(!XpsLoop::handle_pipes(&mut core));
+        drop(client);
+        core.destroy();
+    }
+
+    #[test]
+    fn a_client_that_half_closes_still_gets_everything_back() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (id, _pipe, mut client) = connect_client(&mut core);
+        client.write_all(b"last words\n").unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        assert!(run_until(&mut core, |core| core.connections[id].is_none()));
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).unwrap();
+        assert_eq!(reply, b"last words\n");
+        assert!(core.pipes.is_empty() || !XpsLoop::handle_pipes(&mut core));
+        assert!(core.pipes.is_empty(), "the pipe outlived both its ends");
+        core.destroy();
+    }
+
+    #[test]
+    fn a_peer_that_left_is_closed_with_its_pipe() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (id, _pipe, client) = connect_client(&mut core);
+        drop(client);
+        assert!(run_until(&mut core, |core| core.connections[id].is_none()));
+        assert!(!XpsLoop::handle_pipes(&mut core));
+        assert!(core.pipes.is_empty() && core.sources.is_empty() && core.sinks.is_empty());
+        core.destroy();
+    }
+}

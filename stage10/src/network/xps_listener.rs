@@ -1,0 +1,316 @@
+//! The listener: `xps_listener.c`. A listening TCP socket on one port; when
+//! clients connect, the loop calls [`listener_connection_handler`], which
+//! accepts every one waiting and creates a connection for each, with a pipe
+//! that carries what the client sends back to it.
+
+use crate::core::xps_core::{XpsCore, take_from_slot};
+use crate::core::xps_pipe::XpsPipe;
+use crate::logger;
+use crate::network::xps_connection::XpsConnection;
+use crate::utils::xps_logger::LogLevel;
+use crate::utils::xps_utils::{check_os, make_socket_non_blocking, xps_getaddrinfo};
+use crate::xps::{DEFAULT_BACKLOG, DEFAULT_PIPE_BUFF_THRESH};
+use std::fs::File;
+use std::io;
+use std::net::{SocketAddrV4, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+// ANCHOR: xps_listener
+/// One listening socket: `xps_listener_t` in C.
+///
+/// C stores a `core` back-pointer here. In Rust the core owns the listener
+/// and hands itself to the callbacks, so the listener needs no pointer back.
+#[derive(Debug)]
+pub struct XpsListener {
+    /// The host it was asked to listen on, as given on the command line.
+    pub host: String,
+    /// The port it listens on: the real one, even when 0 was asked for.
+    pub port: u16,
+    /// The listening socket (`sock_fd` in C), closed when dropped.
+    pub socket: TcpListener,
+    /// An fd held in reserve for when the process runs out (not in the
+    /// course; see `refuse_one_client`).
+    pub spare_fd: Option<File>,
+    /// True while accept() fails for lack of fds, so that is logged once.
+    pub out_of_fds: bool,
+}
+// ANCHOR_END: xps_listener
+
+impl XpsListener {
+    // ANCHOR: create
+    /// `xps_listener_create()`: opens a listening socket on `host:port`,
+    /// adds the listener to the core and attaches it to the loop. Returns
+    /// the listener's id in `core.listeners`.
+    ///
+    /// Every failure is logged as an ERROR naming host and port; whatever was
+    /// opened so far is closed by `Drop` on the way out.
+    pub fn create(core: &mut XpsCore, host: &str, port: u16) -> io::Result<usize> {
+        let fail = |step: &str, err: io::Error| {
+            logger!(
+                LogLevel::Error,
+                "xps_listener_create()",
+                "{step} failed for {host}:{port}: {err}"
+            );
+            err
+        };
+        let addr = xps_getaddrinfo(host, port).map_err(|err| fail("resolving the host", err))?;
+        let socket = open_listening_socket(addr).map_err(|(step, err)| fail(step, err))?;
+        let port = socket.local_addr().map_err(|err| fail("getsockname()", err))?.port();
+        let fd = socket.as_raw_fd();
+
+        let spare_fd = File::open("/dev/null").ok();
+        let listener =
+            XpsListener { host: host.to_string(), port, socket, spare_fd, out_of_fds: false };
+        let id = core.add_listener(listener);
+        // A listener only reads (accepts): no write or close callback.
+        // Edge-triggered like the connections: see listener_connection_handler.
+        let attached = core.event_loop.attach(
+            fd,
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+            id,
+            listener_connection_handler,
+            None,
+            None,
+        );
+        if let Err(err) = attached {
+            // Undo the add; dropping the listener closes its socket.
+            take_from_slot(&mut core.listeners, &mut core.n_null_listeners, id);
+            return Err(fail("xps_loop_attach()", err));
+        }
+        logger!(LogLevel::Debug, "xps_listener_create()", "created listener on {host}:{port}");
+        Ok(id)
+    }
+    // ANCHOR_END: create
+
+    // ANCHOR: destroy
+    /// `xps_listener_destroy()`: detaches the listener from the loop, empties
+    /// its slot in the core and closes its socket.
+    pub fn destroy(core: &mut XpsCore, id: usize) {
+        let Some(listener) = take_from_slot(&mut core.listeners, &mut core.n_null_listeners, id)
+        else {
+            return;
+        };
+        // An error here has been logged by the loop; the socket is closed
+        // below either way.
+        let _ = core.event_loop.detach(listener.socket.as_raw_fd());
+        logger!(
+            LogLevel::Debug,
+            "xps_listener_destroy()",
+            "destroyed listener on {}:{}",
+            listener.host,
+            listener.port
+        );
+    }
+    // ANCHOR_END: destroy
+}
+
+// ANCHOR: open_listening_socket
+/// `socket()`, `setsockopt(SO_REUSEADDR)`, `bind()` and `listen()`: the four
+/// calls that make a listening socket. On failure, says which call failed.
+///
+/// `std::net::TcpListener::bind` does the same, but with its own backlog;
+/// the course asks for `DEFAULT_BACKLOG`, so the calls are made by hand and
+/// the result handed to `TcpListener`, whose safe `accept()` we then use.
+fn open_listening_socket(addr: SocketAddrV4) -> Result<TcpListener, (&'static str, io::Error)> {
+    let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket() takes no pointers; the result is checked.
+    let raw =
+        check_os(unsafe { libc::socket(libc::AF_INET, flags, 0) }).map_err(|e| ("socket()", e))?;
+    // SAFETY: `raw` is a new, valid fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    // Without SO_REUSEADDR, a server restarted right after Ctrl+C could not
+    // bind its port while old connections sit in TIME_WAIT.
+    let enable: libc::c_int = 1;
+    // SAFETY: the option value points to a c_int that outlives the call,
+    // and its size is passed with it.
+    let set = check_os(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&raw const enable).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    });
+    set.map_err(|e| ("setsockopt(SO_REUSEADDR)", e))?;
+
+    let sockaddr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*addr.ip()).to_be() },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sockaddr` is a valid sockaddr_in that outlives the call, and
+    // its exact size is passed with it.
+    let bound = check_os(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const sockaddr).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    });
+    bound.map_err(|e| ("bind()", e))?;
+
+    // SAFETY: listen() takes no pointers; the result is checked.
+    check_os(unsafe { libc::listen(fd.as_raw_fd(), DEFAULT_BACKLOG) })
+        .map_err(|e| ("listen()", e))?;
+    Ok(TcpListener::from(fd))
+}
+// ANCHOR_END: open_listening_socket
+
+// ANCHOR: connection_handler
+/// Called by the loop when listener `ptr` has clients waiting: accepts
+/// them all, and creates a connection for each
+/// (`listener_connection_handler()`).
+///
+/// Edge-triggered, epoll reports the listener when clients arrive, not on
+/// every wait while some are still in its queue. Accepting one client per
+/// event would leave the others waiting until yet another client connects
+/// (a test with one client at a time never sees it). So this accepts until
+/// `accept()` says `EAGAIN`: the queue is empty, and the next client to
+/// arrive brings a new edge.
+fn listener_connection_handler(core: &mut XpsCore, ptr: usize) {
+    loop {
+        let Some(listener) = core.listeners.get_mut(ptr).and_then(Option::as_mut) else {
+            return;
+        };
+        let port = listener.port;
+        let socket = match listener.socket.accept() {
+            Ok((socket, _peer)) => {
+                listener.accepting_again();
+                socket
+            }
+            // Everyone waiting has been accepted.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+            // A client that left while it waited in the queue, or a signal:
+            // on to the next one.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(err) if is_out_of_fds(&err) => {
+                if listener.refuse_one_client(&err) {
+                    continue;
+                }
+                return;
+            }
+            // Whatever failed may fail again at once; trying again here
+            // could spin. Clients still waiting are accepted at the next
+            // client's edge.
+            Err(err) => {
+                logger!(LogLevel::Error, "listener_connection_handler()", "accept() failed: {err}");
+                return;
+            }
+        };
+        // The heart of stage 8: a connection's send() must never wait for its
+        // client, or every other client waits too (stage 7's Experiment 1).
+        if let Err(err) = make_socket_non_blocking(socket.as_raw_fd()) {
+            // Dropping the socket closes it: the client sees its connection closed.
+            logger!(
+                LogLevel::Error,
+                "listener_connection_handler()",
+                "make_socket_non_blocking() failed: {err}"
+            );
+            continue;
+        }
+        // On failure the socket has been dropped, which closes it: the client
+        // sees its connection closed. The error is already logged.
+        let Ok(id) = XpsConnection::create(core, socket, ptr) else { continue };
+        let Some(connection) = &core.connections[id] else { continue };
+        let (source, sink) = (connection.source, connection.sink);
+        logger!(
+            LogLevel::Info,
+            "listener_connection_handler()",
+            "new connection from {} on port {port}",
+            connection.remote_ip
+        );
+        // Stage 10's write-back: one pipe from the client's source to its
+        // own sink, so what the client sends comes back to it unchanged,
+        // and at most DEFAULT_PIPE_BUFF_THRESH of it waits in the server.
+        if let Err(err) = XpsPipe::create(core, DEFAULT_PIPE_BUFF_THRESH, source, sink) {
+            logger!(
+                LogLevel::Error,
+                "listener_connection_handler()",
+                "xps_pipe_create() failed: {err}"
+            );
+            XpsConnection::destroy(core, id);
+        }
+    }
+}
+// ANCHOR_END: connection_handler
+
+// ANCHOR: out_of_fds
+// Beyond the course: running out of file descriptors.
+//
+// A process may only have so many fds open (`ulimit -n`, often 1024). With
+// all of them in use, accept() fails with EMFILE and the client stays in the
+// listen queue. In stage 8, level-triggered epoll reported the listener
+// ready again at once, and the loop would have spun at full CPU until some
+// client left. The way out, used by libuv among others, is an fd kept in
+// reserve: give it up, accept the waiting client into the slot it frees,
+// close that client at once (it sees its connection closed instead of
+// hanging in the queue), and take the reserve back.
+//
+// Edge-triggered, the danger is the opposite one: the listener is not
+// reported again. Stop accepting with clients still queued, and no edge
+// tells of them until another client arrives: they hang. So the accept
+// loop goes on refusing, one client per turn, until accept() says EAGAIN:
+// every client that waited is refused (or accepted, if an fd came free
+// meanwhile), as stage 8 did one event at a time. That cannot spin: each
+// turn takes a client off the queue, or the loop stops. (accept() reports
+// EMFILE before it looks at the queue, so an empty queue shows up as the
+// refusal's own accept() saying EAGAIN.) The loop also stops if the spare
+// fd was lost (the whole system ran out of files, ENFILE, when it was to
+// be taken back): the clients left are then taken at the next edge, when
+// another client connects, and each refusal tries to take the spare back.
+impl XpsListener {
+    /// Turns away one waiting client while the process is out of fds.
+    /// Returns true if a client was taken off the queue, false if none was
+    /// waiting or the spare fd did not free a slot.
+    fn refuse_one_client(&mut self, err: &io::Error) -> bool {
+        if !self.out_of_fds {
+            self.out_of_fds = true;
+            logger!(
+                LogLevel::Error,
+                "listener_connection_handler()",
+                "accept() failed on port {}: {err}; closing new clients until fds are free",
+                self.port
+            );
+        }
+        self.spare_fd = None;
+        let refused = match self.socket.accept() {
+            Ok((client, _peer)) => {
+                drop(client);
+                true
+            }
+            // That client left by itself: it is off the queue all the same.
+            Err(err) => err.kind() == io::ErrorKind::ConnectionAborted,
+        };
+        self.spare_fd = File::open("/dev/null").ok();
+        refused
+    }
+
+    /// Notes that accept() works again after running out of fds.
+    fn accepting_again(&mut self) {
+        if self.out_of_fds {
+            self.out_of_fds = false;
+            logger!(
+                LogLevel::Info,
+                "listener_connection_handler()",
+                "fds are free again: accepting on port {}",
+                self.port
+            );
+        }
+    }
+}
+
+/// True for the errors that mean "no file descriptor left".
+fn is_out_of_fds(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+// ANCHOR_END: out_of_fds
