@@ -571,17 +571,29 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_client_that_half_closes_still_gets_everything_back() {
+    fn end_of_input_lets_the_sink_drain_the_pipe_first() {
         let _serial = serial();
         let mut core = running_core();
-        let (id, _pipe, mut client) = connect_client(&mut core);
+        let (id, pipe, mut client) = connect_client(&mut core);
         client.write_all(b"last words\n").unwrap();
         client.shutdown(Shutdown::Write).unwrap();
-        assert!(run_until(&mut core, |core| core.connections[id].is_none()));
-        let mut reply = Vec::new();
-        client.read_to_end(&mut reply).unwrap();
+        assert!(dispatch_until(&mut core, |core| source_ready(core, id)));
+        // Only the source runs: it reads the bytes, then the end of input.
+        let source = connection(&mut core, id).source;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while core.sources.get(source).is_some_and(|source| source.pipe.is_some()) {
+            assert!(Instant::now() < deadline, "the end of input was never read");
+            connection_source_handler(&mut core, id);
+        }
+        assert!(core.connections[id].is_some(), "closed with bytes still in its pipe");
+        assert_eq!(in_pipe(&core, pipe), 11);
+        // The sink sends them, then the pipe closes the connection.
+        let mut reply = run_and_read(&mut core, &mut client, 11);
         assert_eq!(reply, b"last words\n");
-        assert!(core.pipes.is_empty() || !XpsLoop::handle_pipes(&mut core));
+        assert!(run_until(&mut core, |core| core.connections[id].is_none()));
+        client.read_to_end(&mut reply).unwrap();
+        assert_eq!(reply, b"last words\n", "more bytes, or no clean end");
+        assert!(!XpsLoop::handle_pipes(&mut core));
         assert!(core.pipes.is_empty(), "the pipe outlived both its ends");
         core.destroy();
     }
