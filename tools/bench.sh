@@ -2,9 +2,11 @@
 # The performance figures of every stage in the stage table, measured with
 # xps-bench: msgs/s at 1, 10 and 100 active connections; 100 active with
 # 10,000 idle against 100 active alone; system calls per message (strace
-# -c); VmRSS per idle connection; VmRSS growth over a long run; and how
-# long each stage takes to exit on SIGINT (SIGTERM for a stage with no
-# handler) with 10,000 connections open. Prints a Markdown table, then exits
+# -c); the server's CPU with 100 idle clients; VmRSS per idle connection;
+# VmRSS growth over a long run; VmRSS growth while one client sends 1 GiB
+# and never reads (xps-flood); and how long each stage takes to exit on
+# SIGINT (SIGTERM for a stage with no handler) with 10,000 connections
+# open. Prints a Markdown table, then exits
 # with status 1, naming them, if any figure missed its target (the table's
 # last column; a figure that could not be measured misses it too).
 #
@@ -16,7 +18,11 @@
 # has no target on idle connections, system calls per message or the
 # shutdown with 10,000 connections, since its loop wakes for every writable
 # socket (it cannot even accept 10,000 idle clients in time); a stage without a graceful shutdown
-# (shutdown=none) has no shutdown target.
+# (shutdown=none) has no shutdown target. The memory a flood that is never
+# read costs has a target (4 MiB, one pipe and change) only where the
+# table says memory is bounded and replies are buffered (send=buffers
+# memory=bounded: stage 10); stages 8 and 9 queue everything by design,
+# and stages 6 and 7 stop reading because they block.
 #
 #   bash tools/bench.sh                 everything (about a minute a stage)
 #   SECS=2 LONG=10 bash tools/bench.sh  shorter runs
@@ -25,6 +31,8 @@
 #                                       a quick try of the script itself
 #                                       (half a minute; the figures mean little)
 #   KEEP=dir bash tools/bench.sh        also keep strace's tables in dir
+#   FLOOD=200M bash tools/bench.sh      a smaller flood (stages 8 and 9 take
+#                                       that much memory; default 1G)
 #
 # Servers listen on 127.0.0.1 only, on ports the OS picks (--ports 0), so
 # they never clash with a server you have running on 8001-8004. Every wait
@@ -39,6 +47,7 @@ IDLE=${IDLE:-10000}  # idle connections
 LONG=${LONG:-30}     # seconds of the memory-growth run
 MSG=${MSG:-64}       # bytes per message
 STAGES=${STAGES:-}   # the stage numbers to measure (default: every stage)
+FLOOD=${FLOOD:-1G}   # what one client sends without reading, at most
 TARGETS_FROM=7       # the first stage the targets apply to (see above)
 
 cargo build --release --quiet -p tools
@@ -207,6 +216,59 @@ strace_run() {
     if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP" && cp "$out" "$KEEP/$name.strace"; fi
 }
 
+# idle_cpu: the server's CPU (% of a core) over 2 s with 100 idle clients
+# connected, each served once first (bash's /dev/tcp: no tool needed).
+# Prints the figure, or "n/a (why)".
+idle_cpu() {
+    local fds=() fd i line t0 c0 t1 c1 why=""
+    for ((i = 0; i < 100; i++)); do
+        if ! exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"; then why="connect failed"; break; fi
+        fds+=("$fd")
+        # Any reply line will do: what counts is the CPU afterwards.
+        printf 'idle %d\n' "$i" >&"$fd"
+        if ! read -r -t 5 -u "$fd" line; then why="no reply"; break; fi
+    done
+    if [[ -z $why ]]; then
+        t0=$EPOCHREALTIME c0=$(cpu_ticks "$SERVER")
+        sleep 2
+        t1=$EPOCHREALTIME c1=$(cpu_ticks "$SERVER")
+    fi
+    for fd in "${fds[@]}"; do exec {fd}>&-; done
+    if [[ -n $why ]]; then echo "n/a ($why)"; return; fi
+    awk -v c="$((c1 - c0))" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.1f\n", 100 * c / hz / (t1 - t0) }'
+}
+
+# flood NUMBER: on the current (fresh) server, one client sends up to
+# $FLOOD and never reads, while xps-flood samples the server's VmRSS; sets
+# R[NUMBER,flood] to "GROWTH KiB (how it ended)". (Not run in a $(...): the
+# flooder must be in PIDS, to be stopped on the way out.) The server's log,
+# a line per chunk it reads, is emptied as it grows: a server that reads
+# everything writes as much log.
+flood() {
+    local s=$1
+    R[$s,flood]="n/a"
+    "$BIN/xps-flood" --port "$PORT" --pid "$SERVER" --bytes "$FLOOD" --seconds 120 \
+        >"$WORK/flood.out" 2>&1 &
+    local flooder=$! tries=1300
+    PIDS+=("$flooder")
+    while kill -0 "$flooder" 2>/dev/null && ((tries-- > 0)); do : >"$LOG"; sleep 0.1; done
+    kill -KILL "$flooder" 2>/dev/null || true
+    wait "$flooder" 2>/dev/null || true
+    : >"$LOG"
+    local result; result=$(grep '^result: ' "$WORK/flood.out") ||
+        { note "xps-flood: no result"; cat "$WORK/flood.out" >&2; return; }
+    local sent; sent=$(awk -v b="$(field "$result" sent)" 'BEGIN { printf "%.1f MiB", b / 1048576 }')
+    local how
+    case $(field "$result" stop) in
+        stalled) how="stalled after $sent" ;;
+        bytes) how="read all $sent" ;;
+        time) how="read $sent in 120 s" ;;
+        *) how="$(field "$result" stop) after $sent" ;;
+    esac
+    R[$s,flood]="$(field "$result" rss_growth_kib) KiB ($how; $(field "$result" rss_before_kib) -> $(field "$result" rss_peak_kib) KiB)"
+}
+
 declare -A R # R[stage number,figure] = value
 
 # measure NUMBER: every figure of that stage, into R[NUMBER,...].
@@ -217,6 +279,9 @@ measure() {
     note "$stage: starting"
     start_server "$stage"
     local base_fds; base_fds=$(fd_count "$SERVER")
+
+    R[$s,idle_cpu]=$(idle_cpu)
+    note "$stage: CPU with 100 idle clients: ${R[$s,idle_cpu]}%"
 
     local conns result
     for conns in 1 10 100; do
@@ -301,6 +366,12 @@ measure() {
     fi
     note "$stage: SIG$signal with $open connections: ${R[$s,shutdown]}"
     wait_bg 15
+
+    # A client that sends up to $FLOOD and never reads, on a fresh server.
+    start_server "$stage"
+    flood "$s"
+    note "$stage: VmRSS growth under a $FLOOD flood never read: ${R[$s,flood]}"
+    stop_server "$signal"
 }
 
 for number in "${NUMBERS[@]}"; do measure "$number"; done
@@ -313,7 +384,10 @@ applies() {
         # A stage that spins when idle wakes for every open connection:
         # it cannot even accept 10,000 idle clients in time, so nothing
         # that needs them (or counts its system calls) has a target.
-        ratio | sys1 | sys100 | rss_idle) ! has "$s" idle=spins ;;
+        ratio | sys1 | sys100 | rss_idle | idle_cpu) ! has "$s" idle=spins ;;
+        # Only a stage with pipes bounds what a client that never reads
+        # costs; stages 6 and 7 stop reading because they block.
+        flood) has "$s" memory=bounded && has "$s" send=buffers ;;
         shutdown | stop) has "$s" shutdown=graceful && ! has "$s" idle=spins ;;
         *) return 0 ;;
     esac
@@ -341,7 +415,7 @@ Machine: $(nproc) CPUs, $cpu, Linux $(uname -r); $(date -u '+%Y-%m-%d %H:%M UTC'
 Code: $(if git rev-parse --short HEAD 2>/dev/null; then
     git diff --quiet HEAD -- "${CRATES[@]}" || echo "(with uncommitted changes to the stages)"
 else echo "not a git checkout"; fi | tr '\n' ' ')
-Command: \`bash tools/bench.sh\` (SECS=$SECS IDLE=$IDLE LONG=$LONG MSG=$MSG): release builds,
+Command: \`bash tools/bench.sh\` (SECS=$SECS IDLE=$IDLE LONG=$LONG MSG=$MSG FLOOD=$FLOOD): release builds,
 servers on 127.0.0.1 with stdout to a file, \`xps-bench --msg-size $MSG --seconds $SECS\`.
 Targets apply from stage $TARGETS_FROM on, where the stage table gives them a meaning: no
 idle-connection or system-call target for a stage that spins when idle, no
@@ -361,8 +435,10 @@ row "ratio to 100 active + 0 idle just before" ratio "≥ 0.90"
 row "msgs/s, 100 active + 0 idle just after" after ""
 row "syscalls per message, 1 active" sys1 "≤ 4.0"
 row "syscalls per message, 100 active" sys100 "≤ 2.5"
+row "server CPU with 100 idle clients (% of a core, over 2 s)" idle_cpu "≤ 2"
 row "VmRSS per idle connection" rss_idle "≤ 256 B"
 row "VmRSS growth, 100 active for $LONG s" growth "none"
+row "VmRSS growth, one client sends $FLOOD and never reads" flood "≤ 4096 KiB"
 row "SIGINT (SIGTERM if no handler) with $IDLE+ connections open" shutdown "status 0 in ≤ 250 ms"
 
 # Each stage's figures against the targets that apply to it.
@@ -387,6 +463,8 @@ for s in "${NUMBERS[@]}"; do
     check "$s" sys100 "syscalls per message, 100 active" '<=' 2.5
     check "$s" rss_idle "VmRSS per idle connection (B)" '<=' 256
     check "$s" growth "VmRSS growth, 100 active for $LONG s (KiB)" '<=' 0
+    check "$s" idle_cpu "server CPU with 100 idle clients (%)" '<=' 2
+    check "$s" flood "VmRSS growth under a $FLOOD flood never read (KiB)" '<=' 4096
     check "$s" stop "exit after SIGINT with $IDLE+ connections open (ms)" '<=' 250
     if applies "$s" stop && [[ ${R[$s,stop_status]:-} != 0 ]]; then
         MISSED+=("stage $s, exit status after SIGINT: ${R[$s,stop_status]:-none}, target 0")

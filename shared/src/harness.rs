@@ -143,6 +143,7 @@ macro_rules! stage_tests {
             odd_data "odd-data",
             blocking_send "blocking-send",
             idle_cpu "idle-cpu",
+            memory_bound "memory-bound",
             port_in_use "port-in-use",
             no_port_at_all "no-port-at-all",
             bad_flags "bad-flags",

@@ -23,6 +23,9 @@
 //! * [`procfs`]: a process's open fds, memory, CPU time and listening ports,
 //!   from `/proc`, and which process listens on a port.
 //! * [`load`]: clients that keep a server busy in the background.
+//! * [`memory`]: a server's memory under clients that send without
+//!   reading: the flood, the memory sampled from `/proc` while it runs,
+//!   and a digest of what comes back.
 
 pub mod build;
 pub mod checks;
@@ -30,6 +33,7 @@ pub mod cli;
 pub mod client;
 pub mod harness;
 pub mod load;
+pub mod memory;
 pub mod oracle;
 pub mod procfs;
 pub mod progress;

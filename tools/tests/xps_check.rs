@@ -94,6 +94,23 @@ fn stage_9_fails_a_server_that_spins_when_idle() {
     assert!(text(&out).contains("NOTE idle-cpu"), "{}", text(&out));
 }
 
+/// The course tester's stage-10 check, as a bound: stage 9 queues all
+/// that a client that never reads sends, so it fails stage 10's
+/// memory-bound, with the pipe hint (at `--stage 9` the same growth is a
+/// note with the figure). The server's pid is found from its port.
+#[test]
+fn stage_10_fails_a_server_whose_memory_grows() {
+    let server = Server::start(&workspace_binary("stage09", "stage09"), 4);
+    let out = xps_check(&server.ports, &["--stage", "10", "--only", "memory-bound"]);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "memory-bound", "xps_pipe_is_writable");
+    let out = xps_check(&server.ports, &["--stage", "9", "--only", "memory-bound"]);
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    assert!(output.contains("this stage queues everything"), "{output}");
+}
+
 /// Every check runs against every stage's own binary in that stage's
 /// tests (`stage_tests!`); here only what xps-check adds matters: stage 8's
 /// blocking-send passes against stage 8, through the command line.

@@ -17,8 +17,9 @@
 //! themselves ([`launch`] holds what they share): [`cli`] and [`config`]
 //! the command line, [`process`] fds and CPU from `/proc` under floods and
 //! limits, [`shutdown`] SIGINT and SIGTERM, [`log`] the workspace's own
-//! log lines. [`target`] is how a check reaches a server and says what
-//! went wrong.
+//! log lines. [`cpu`] and [`memory`] talk TCP too, and read the server's
+//! CPU and memory from `/proc` when it runs on this machine. [`target`] is
+//! how a check reaches a server and says what went wrong.
 
 pub mod cli;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod cpu;
 pub mod flood;
 pub mod launch;
 pub mod log;
+pub mod memory;
 pub mod process;
 pub mod shutdown;
 pub mod target;
@@ -176,6 +178,12 @@ pub const CHECKS: &[Check] = &[
         about: "official check (stage 9): with one idle client the server sleeps",
         group: Group::Tester,
         run: Run::Wire(cpu::idle_cpu),
+    },
+    Check {
+        name: "memory-bound",
+        about: "official check (stage 10): a client that never reads costs bounded memory",
+        group: Group::Tester,
+        run: Run::Wire(memory::memory_bound),
     },
     Check {
         name: "port-in-use",

@@ -49,8 +49,8 @@ Options:
   --ports P1,...   its ports, 1 to 65535 (default 8001,8002,8003,8004)
   --only NAME      run only this check (see --list)
   --pid PID        the server's process, for the checks that read its CPU
-                   from /proc (default: the process listening on the first
-                   port, when HOST is this machine)
+                   and memory from /proc (default: the process listening on
+                   the first port, when HOST is this machine)
   --list           list the checks and exit
   --stages         list the stages, one line each, and exit: NUMBER CRATE
                    PROTOCOL, then send=blocks|buffers idle=quiet|spins
@@ -65,7 +65,8 @@ Options:
 
 A NOTE is an observation, not a failure: the flaw a stage's lesson is
 about, seen where that stage still has it (the blocking-send stall at
-stages 6 and 7).
+stages 6 and 7, the idle spin at stage 8, the memory a client that never
+reads costs at stages 8 and 9).
 The run stops early if nothing listens on any port, or if the server sends
 nothing at all: the remaining checks would only wait for it in turn.
 
@@ -198,8 +199,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The CPU check reads /proc, which only works for a server on this
-    // machine: find it by its port, as soak does, unless --pid names it.
+    // The CPU and memory checks read /proc, which only works for a server
+    // on this machine: find it by its port, as soak does, unless --pid
+    // names it.
     let on_this_machine = addrs.iter().flatten().all(|addr| addr.ip().is_loopback());
     let pid = options.pid.or_else(|| {
         let port = *options.ports.first()?;
