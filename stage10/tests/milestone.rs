@@ -9,7 +9,7 @@
 //!   not starve a bystander.
 //! * Write-back: every byte value comes back as it was sent.
 //! * A client that half-closes gets everything back before the server
-//!   closes (beyond the course, which drops it).
+//!   closes (beyond the course, which drops what the pipe still holds).
 //! * Resets with bytes in the pipe, and Ctrl+C while a client's pipe is
 //!   full, cost nothing.
 //!

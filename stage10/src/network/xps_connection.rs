@@ -271,8 +271,11 @@ fn receive(core: &mut XpsCore, ptr: usize, room: usize) -> Received {
 /// still holds for the client. Beyond the course, the source leaves the
 /// pipe instead, and the pipe does the rest: its sink sends what is left
 /// and, once the pipe is empty, `handle_pipes()` closes the sink, whose
-/// close handler closes the connection. So `printf 'hi\n' | nc -N host
-/// port`, which half-closes after sending, still gets `hi` back.
+/// close handler closes the connection. A short message is sent in the
+/// same turn it is read, before `recv()` sees the end, so both ways answer
+/// `printf 'hi\n' | nc -N host port`; a client that sends more than the
+/// socket buffers hold, then half-closes and only then reads, gets all of
+/// it back only this way.
 fn end_of_input(core: &mut XpsCore, ptr: usize) {
     logger!(LogLevel::Debug, "connection_source_handler()", "peer finished sending");
     let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };

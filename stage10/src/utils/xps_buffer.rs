@@ -46,7 +46,7 @@ impl XpsBuffer {
 
     /// `xps_buffer_duplicate()`: a new buffer with a copy of the bytes
     /// still to use.
-    #[allow(dead_code, reason = "the course's API; the pipes of stage 10 use it")]
+    #[allow(dead_code, reason = "the course's API; kept for the book and the tests")]
     pub fn duplicate(&self) -> XpsBuffer {
         XpsBuffer::create(self.len(), self.data())
     }
@@ -121,11 +121,13 @@ impl XpsBufferList {
     /// glibc returns only the free memory at the very top of its heap; any
     /// allocation made during the flood (a client that connected meanwhile)
     /// pins everything below it, which stays with the process for good. A
-    /// C build of this stage keeps all of a 500 MiB backlog that way. So
-    /// once a list that held more than `MALLOC_TRIM_THRESH` bytes is gone,
+    /// C build of stage 8 keeps all of a 500 MiB backlog that way. So once
+    /// a list that held more than `MALLOC_TRIM_THRESH` bytes is gone,
     /// `malloc_trim()` hands back every free page, wherever it is. Small
     /// lists skip it: their memory is soon reused, and trimming walks the
-    /// whole heap.
+    /// whole heap. From stage 10 a pipe's list never holds more than about
+    /// 1 MB, under the threshold, so this no longer happens: the pipes keep
+    /// the memory from growing in the first place.
     pub fn destroy(self) {
         let was_big = self.len > MALLOC_TRIM_THRESH;
         drop(self);
@@ -150,7 +152,7 @@ impl XpsBufferList {
     // ANCHOR_END: buffer_list_append
 
     /// How many bytes the list holds in all (the course's `len`).
-    #[allow(dead_code, reason = "the course's API; the pipes of stage 10 use it")]
+    #[allow(dead_code, reason = "the course's API; kept for the book and the tests")]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -177,7 +179,7 @@ impl XpsBufferList {
     ///
     /// The write handler of this stage does not call it: see
     /// [`XpsBufferList::front_slices`] for why.
-    #[allow(dead_code, reason = "the course's API; the pipes of stage 10 use it")]
+    #[allow(dead_code, reason = "the course's API; kept for the book and the tests")]
     pub fn read(&self, len: usize) -> io::Result<XpsBuffer> {
         if len > self.len {
             return Err(too_short(len, self.len));
