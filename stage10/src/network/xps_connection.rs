@@ -288,13 +288,26 @@ fn end_of_input(core: &mut XpsCore, ptr: usize) {
 // ANCHOR_END: end_of_input
 
 // ANCHOR: print_message
+/// How many bytes of a chunk the log shows (not in the course).
+const SHOWN_BYTES: usize = 80;
+
 /// Prints what the client sent, as `client: <message>`, on one line.
 ///
 /// The bytes are escaped first: printed raw, a client could send escape
 /// sequences that recolour, retitle or clear the operator's terminal.
+///
+/// From this stage a chunk longer than [`SHOWN_BYTES`] is shown cut, with
+/// its size: a pipe moves megabytes a second, which no one reads in a
+/// terminal, and escaping and printing them all would cost the server
+/// more than moving them.
 fn print_message(message: &[u8]) {
     let text = message.strip_suffix(b"\n").unwrap_or(message);
-    print_line(format_args!("client: {}", escape_for_terminal(text)));
+    if text.len() <= SHOWN_BYTES {
+        print_line(format_args!("client: {}", escape_for_terminal(text)));
+    } else {
+        let shown = escape_for_terminal(&text[..SHOWN_BYTES]);
+        print_line(format_args!("client: {shown}... ({} bytes)", message.len()));
+    }
 }
 // ANCHOR_END: print_message
 
