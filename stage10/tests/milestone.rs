@@ -24,15 +24,22 @@ use shared::server::{Launch, Server};
 use shared::wait::wait_until;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-/// The tests that load the machine (a burst, a flood) or time replies run
-/// one at a time, so that they do not slow each other past their limits.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// The tests that time replies or a shutdown run alone, so that the
+/// others' bursts and floods do not slow them past their limits; the rest
+/// run side by side (each has its own server).
+static SERIAL: RwLock<()> = RwLock::new(());
 
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// For a test that times replies or a shutdown: nothing else here runs.
+fn alone() -> RwLockWriteGuard<'static, ()> {
+    SERIAL.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// For the others: side by side, but never beside one that times.
+fn side_by_side() -> RwLockReadGuard<'static, ()> {
+    SERIAL.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The server under test on `n_ports` free ports, without DEBUG lines and
@@ -114,7 +121,7 @@ fn an_idle_client_gets_no_write_events() {
 #[test]
 fn a_burst_of_clients_is_accepted_in_full() {
     const CLIENTS: usize = 200;
-    let _serial = serial();
+    let _shared = side_by_side();
     let server = quiet_server(1);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, server.ports[0]));
     let mut streams: Vec<TcpStream> = std::thread::scope(|scope| {
@@ -153,7 +160,7 @@ fn a_burst_of_clients_is_accepted_in_full() {
 /// recv() and the next edge.
 #[test]
 fn a_message_in_many_small_pieces_comes_back_whole() {
-    let _serial = serial();
+    let _shared = side_by_side();
     let server = quiet_server(1);
     let mut client = Client::connect(server.ports[0]);
     let message: Vec<u8> = (0..2000 * 7).map(|i| b'a' + (i % 26) as u8).collect();
@@ -170,7 +177,7 @@ fn a_message_in_many_small_pieces_comes_back_whole() {
 /// empties it, the source reads on. All of it comes back, in order.
 #[test]
 fn a_message_larger_than_the_buffer_and_the_pipe_comes_back_whole() {
-    let _serial = serial();
+    let _shared = side_by_side();
     let server = quiet_server(1);
     let mut client = Client::connect(server.ports[0]);
     let message: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
@@ -183,7 +190,7 @@ fn a_message_larger_than_the_buffer_and_the_pipe_comes_back_whole() {
 #[test]
 fn a_streaming_client_does_not_starve_a_bystander() {
     const LIMIT: Duration = Duration::from_millis(100);
-    let _serial = serial();
+    let _alone = alone();
     let server = quiet_server(1);
     let port = server.ports[0];
     let streamer = Load::streaming(port, 1);
@@ -218,7 +225,7 @@ fn a_streaming_client_does_not_starve_a_bystander() {
 /// `end_of_input_lets_the_sink_drain_the_pipe_first` pins it down.)
 #[test]
 fn a_client_that_half_closes_gets_everything_back() {
-    let _serial = serial();
+    let _shared = side_by_side();
     let server = quiet_server(1);
     let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, server.ports[0])).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -244,7 +251,7 @@ fn a_client_that_half_closes_gets_everything_back() {
 /// large send. The server logs it and serves on.
 #[test]
 fn clients_that_reset_with_bytes_in_their_pipe() {
-    let _serial = serial();
+    let _shared = side_by_side();
     let mut server = quiet_server(4);
     let mut flooder = Client::connect(server.ports[0]);
     assert!(stalls(&mut flooder), "the server never stopped reading the flooder");
@@ -264,7 +271,7 @@ fn clients_that_reset_with_bytes_in_their_pipe() {
 /// and its pipe and exits 0 at once.
 #[test]
 fn sigint_with_a_full_pipe_exits_0_at_once() {
-    let _serial = serial();
+    let _alone = alone();
     let (binary, _own) = binary_under_test(env!("CARGO_BIN_EXE_stage10"));
     let launch = Launch { skip_messages: true, ..Launch::default() };
     let mut server = Server::spawn_with(&binary, &["--ports", "0"], &launch);

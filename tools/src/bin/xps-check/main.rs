@@ -4,7 +4,7 @@
 //! ```text
 //! xps-check --stage 7                       all the stage-7 checks on 8001-8004
 //! xps-check --stage 6 --ports 9001,9002     another set of ports
-//! xps-check --stage 7 --only large-message  one check
+//! xps-check --stage 7 --only large-message  one check (or a few: a,b,c)
 //! ```
 //!
 //! It never starts a server, so it works on any implementation, in C or in
@@ -32,7 +32,7 @@ fn usage() -> String {
     let stages = stages::numbers_in_words();
     format!(
         "\
-Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME]
+Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME,...]
                  [--timeout SECS] [--deadline SECS] [--json]
        xps-check --list
        xps-check --stages
@@ -47,7 +47,7 @@ Options:
   --host HOST      where the server is (default 127.0.0.1; a name is tried
                    at each of its addresses, IPv4 first)
   --ports P1,...   its ports, 1 to 65535 (default 8001,8002,8003,8004)
-  --only NAME      run only this check (see --list)
+  --only NAME,...  run only these checks (see --list), in the list's order
   --pid PID        the server's process, for the checks that read its CPU
                    and memory from /proc (default: the process listening on
                    the first port, when HOST is this machine)
@@ -180,18 +180,17 @@ fn main() -> ExitCode {
         list();
         return ExitCode::SUCCESS;
     };
-    let selected: Vec<(&Check, WireCheck)> = wire_checks()
-        .filter(|(check, _)| options.only.as_deref().is_none_or(|only| only == check.name))
-        .collect();
-    if selected.is_empty() {
+    let only: Vec<&str> =
+        options.only.as_deref().map_or(Vec::new(), |only| only.split(',').collect());
+    if let Some(unknown) =
+        only.iter().find(|name| wire_checks().all(|(check, _)| check.name != **name))
+    {
         let names: Vec<_> = wire_checks().map(|(check, _)| check.name).collect();
-        eprintln!(
-            "xps-check: no check named '{}'; there are: {}",
-            options.only.as_deref().unwrap_or(""),
-            names.join(", ")
-        );
+        eprintln!("xps-check: no check named '{unknown}'; there are: {}", names.join(", "));
         return ExitCode::from(2);
     }
+    let selected: Vec<(&Check, WireCheck)> =
+        wire_checks().filter(|(check, _)| only.is_empty() || only.contains(&check.name)).collect();
     let addrs = match resolve(&options.host, &options.ports) {
         Ok(addrs) => addrs,
         Err(message) => {

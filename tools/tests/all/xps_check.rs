@@ -242,7 +242,10 @@ fn a_server_that_reverses_the_newline_too() {
 #[test]
 fn a_server_that_closes_after_one_reply() {
     let server = wrong_server(4, close_after_one_reply);
-    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "2"]);
+    // The checks asserted here, not the slow ones (CPU, memory, floods)
+    // that other tests cover: a server that closes fails them all alike.
+    let only = "every-port,no-newline,ten-clients,large-message";
+    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "2", "--only", only]);
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
     assert_failed_with_hint(&output, "every-port", "closed the connection");
@@ -343,7 +346,8 @@ fn a_server_that_answers_on_one_port_only() {
     // Three ports that nothing listens on, kept so while the run lasts.
     let closed: Vec<ClosedPort> = (0..3).map(|_| ClosedPort::new().unwrap()).collect();
     ports.extend(closed.iter().map(|closed| closed.port));
-    let out = xps_check(&ports, &["--stage", "6", "--timeout", "0.5"]);
+    let only = "every-port,no-newline,random-strings,ten-clients,large-message";
+    let out = xps_check(&ports, &["--stage", "6", "--timeout", "0.5", "--only", only]);
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
     assert_failed_with_hint(&output, "every-port", "listening on port");
@@ -416,7 +420,8 @@ fn stage_8_fails_a_server_that_stalls() {
 #[test]
 fn a_server_that_adds_a_byte_to_each_reply() {
     let server = wrong_server(4, add_a_byte);
-    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "2"]);
+    let only = "no-newline,ten-clients,large-message,interleave";
+    let out = xps_check(&server.ports, &["--stage", "6", "--timeout", "2", "--only", only]);
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
     for check in ["no-newline", "ten-clients", "large-message"] {
@@ -486,4 +491,27 @@ fn colours_only_on_a_terminal_and_never_with_no_color() {
     // Not a terminal: no colour either.
     let piped = text(&xps_check(&server.ports, &["--stage", "7", "--only", "every-port"]));
     assert!(!piped.contains('\x1b'), "{piped:?}");
+}
+
+/// `--only` takes a list: just those checks run, in the list's order, and
+/// a name that is not a check is refused with the names there are.
+#[test]
+fn only_takes_a_list_of_checks() {
+    let server = Server::start(&workspace_binary("stage07", "stage07"), 4);
+    let out = xps_check(&server.ports, &["--stage", "7", "--only", "lone-newline,every-port"]);
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    let ran: Vec<&str> = output
+        .lines()
+        .filter(|l| l.starts_with("PASS"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(ran, ["every-port", "lone-newline"], "{output}");
+    let out = xps_check(&server.ports, &["--stage", "7", "--only", "every-port,nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("xps-check: no check named 'nope'; there are: every-port,"),
+        "{stderr}"
+    );
 }
