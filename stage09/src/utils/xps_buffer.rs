@@ -46,7 +46,7 @@ impl XpsBuffer {
 
     /// `xps_buffer_duplicate()`: a new buffer with a copy of the bytes
     /// still to use.
-    #[allow(dead_code, reason = "the course's API; the pipes of stage 10 use it")]
+    #[allow(dead_code, reason = "the course's API; kept for the book and the tests")]
     pub fn duplicate(&self) -> XpsBuffer {
         XpsBuffer::create(self.len(), self.data())
     }
@@ -136,7 +136,7 @@ impl XpsBufferList {
     // ANCHOR_END: buffer_list_append
 
     /// How many bytes the list holds in all (the course's `len`).
-    #[allow(dead_code, reason = "the course's API; the pipes of stage 10 use it")]
+    #[allow(dead_code, reason = "the course's API; kept for the book and the tests")]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -153,7 +153,7 @@ impl XpsBufferList {
     ///
     /// The write handler of this stage does not call it: see
     /// [`XpsBufferList::front_slices`] for why.
-    #[allow(dead_code, reason = "the course's API; the pipes of stage 10 use it")]
+    #[allow(dead_code, reason = "the course's API; kept for the book and the tests")]
     pub fn read(&self, len: usize) -> io::Result<XpsBuffer> {
         if len > self.len {
             return Err(too_short(len, self.len));
