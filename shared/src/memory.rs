@@ -109,7 +109,7 @@ fn pattern() -> &'static [u8] {
     })
 }
 
-/// What a flooding client sends (see [`pattern`]), and a record of how
+/// What a flooding client sends (see `pattern`), and a record of how
 /// many of those bytes the kernel took, and, where asked for, their
 /// digest. A write the kernel took only part of is finished first by the
 /// next one, so the record is of one unbroken stream, across several
