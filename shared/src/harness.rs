@@ -15,21 +15,32 @@
 use crate::checks::{self, CHECK_DEADLINE, Outcome, REPLY_TIMEOUT, Run, Subject, describe};
 use crate::server::{Launch, Server};
 use crate::stages::{self, Stage};
+use crate::wait::wait_until;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The environment variable that points a stage's tests at another binary.
 pub const BIN_VAR: &str = "XPS_BIN";
+
+/// Set to `1` beside [`BIN_VAR`] when that binary is built from a copy of
+/// this workspace's stage (a learner's exercise from `xps-learn`): its log
+/// lines and `--version` are the workspace's, so every check runs, the
+/// [`Group::Log`](crate::checks::Group::Log) ones included.
+pub const COPY_VAR: &str = "XPS_BIN_IS_COPY";
 
 /// How many ports a wire check's server listens on: the course's four.
 pub const N_PORTS: usize = 4;
 
 /// The binary to check: `XPS_BIN` if set, else `built` (the stage's own,
 /// from `env!("CARGO_BIN_EXE_stageNN")`). The flag says whether it is the
-/// workspace's own.
+/// workspace's own code (`XPS_BIN_IS_COPY=1` says a copy of it is).
 pub fn binary_under_test(built: &str) -> (PathBuf, bool) {
     match std::env::var_os(BIN_VAR) {
-        Some(other) if !other.is_empty() => (PathBuf::from(other), false),
+        Some(other) if !other.is_empty() => {
+            let copy = std::env::var_os(COPY_VAR).is_some_and(|value| value == "1");
+            (PathBuf::from(other), copy)
+        }
         _ => (PathBuf::from(built), true),
     }
 }
@@ -51,7 +62,19 @@ pub fn run(name: &str, subject: &Subject<'_>) -> Outcome {
     let check = checks::find(name).unwrap_or_else(|| panic!("no check named '{name}'"));
     match check.run {
         Run::Wire(run) => {
-            let mut server = start_quiet(subject.binary);
+            // A server that dies at start-up (a learner's todo!(), say) is
+            // this check's failure, with what the server said.
+            let started = std::panic::catch_unwind(|| start_quiet(subject.binary));
+            let mut server = match started {
+                Ok(server) => server,
+                Err(panic) => {
+                    let message = panic_message(panic.as_ref());
+                    return Err(checks::Failure::new(
+                        format!("the server could not be started: {message}"),
+                        "",
+                    ));
+                }
+            };
             let addrs: Vec<Vec<SocketAddr>> = server
                 .ports
                 .iter()
@@ -72,19 +95,50 @@ pub fn run(name: &str, subject: &Subject<'_>) -> Outcome {
                     ..checks::Failure::default()
                 }));
             }
-            outcome
+            // A server that panicked mid-check fails it by going silent:
+            // its panic message says why better than the silence does.
+            outcome.map_err(|mut failure| {
+                // Its last words may still be on their way through the
+                // pipe, and a dying process is still running a moment.
+                let mut panic = server_panic(&server.stderr());
+                if panic.is_none() && !server.is_running() {
+                    wait_until(Duration::from_millis(300), || {
+                        panic = server_panic(&server.stderr());
+                        panic.is_some()
+                    });
+                }
+                if let Some(panic) = panic {
+                    failure.what.push_str(&format!("\nthe server panicked: {panic}"));
+                }
+                failure
+            })
         }
         // A helper it calls may still panic (a server that cannot even be
         // started): that is a failure of the check, reported as one.
         Run::Binary(run) => std::panic::catch_unwind(|| run(subject)).unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let message = panic_message(panic.as_ref());
             Err(checks::Failure::new(format!("the check could not go on: {message}"), ""))
         }),
     }
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// The message of a Rust panic in a server's stderr, if there is one: the
+/// line after `panicked at FILE:LINE:COL:`, with that place.
+pub fn server_panic(stderr: &str) -> Option<String> {
+    let mut lines = stderr.lines();
+    let place = lines.find(|line| line.contains("panicked at "))?;
+    let place = place.split("panicked at ").nth(1).unwrap_or_default().trim_end_matches(':');
+    let message = lines.next().unwrap_or_default();
+    Some(format!("{message} (at {place})"))
 }
 
 /// The body of one generated test: runs check `name` as stage `number`
@@ -174,4 +228,20 @@ macro_rules! stage_tests {
             $crate::harness::assert_every_check_has_a_test(&[$($name),*]);
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_servers_stderr_is_found_with_its_place() {
+        let stderr = "[INFO] x\n\nthread 'main' (7) panicked at src/core/xps_core.rs:97:9:\n\
+                      not yet implemented: XpsCore::start: listen\nnote: run with RUST_BACKTRACE\n";
+        assert_eq!(
+            server_panic(stderr).as_deref(),
+            Some("not yet implemented: XpsCore::start: listen (at src/core/xps_core.rs:97:9)")
+        );
+        assert_eq!(server_panic("[ERROR] bind() failed\n"), None);
+    }
 }

@@ -4,12 +4,17 @@
 use shared::build::workspace_binary;
 use shared::checks::shutdown::SHUTDOWN_LIMIT;
 use shared::client::Client;
+use shared::harness::binary_under_test;
 use shared::sender::{Flood, longest_stall};
 use shared::server::Server;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
-const STAGE: &str = env!("CARGO_BIN_EXE_stage07");
+/// The binary under test: this stage's, or the one `XPS_BIN` names (a
+/// learner's exercise, say).
+fn stage_binary() -> PathBuf {
+    binary_under_test(env!("CARGO_BIN_EXE_stage07")).0
+}
 
 /// Bounds of every flood: it must stall long before either is reached.
 const FLOOD_MAX_BYTES: usize = 256 << 20;
@@ -18,7 +23,7 @@ const FLOOD_MAX_TIME: Duration = Duration::from_secs(20);
 /// Starts stage 7 and a client that floods it until its sends have made no
 /// progress for a second: the server is now blocked in send().
 fn stalled_server() -> (Server, Client) {
-    let server = Server::start(Path::new(STAGE), 1);
+    let server = Server::start(&stage_binary(), 1);
     let mut flooder = Client::connect(server.ports[0]);
     let stalled =
         flooder.flood_until_stalled(Duration::from_secs(1), FLOOD_MAX_BYTES, FLOOD_MAX_TIME);
@@ -77,7 +82,7 @@ fn sigint_while_stalled_exits_0_at_once() {
 
 #[test]
 fn the_real_sender_reports_the_stall() {
-    let server = Server::start(Path::new(STAGE), 1);
+    let server = Server::start(&stage_binary(), 1);
     let mut sender = Flood::start(&workspace_binary("tools", "sender"), server.ports[0]);
     let seen = sender.read_until_stalled_for(2, FLOOD_MAX_TIME).to_string();
     drop(sender);

@@ -18,18 +18,23 @@
 
 use shared::checks::shutdown::SHUTDOWN_LIMIT;
 use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
+use shared::harness::binary_under_test;
 use shared::procfs;
 use shared::server::{Launch, Server};
 use shared::wait::wait_until;
 use std::io::{ErrorKind, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const STAGE: &str = env!("CARGO_BIN_EXE_stage09");
+/// The binary under test: this stage's, or the one `XPS_BIN` names (a
+/// learner's exercise, say).
+fn stage_binary() -> PathBuf {
+    binary_under_test(env!("CARGO_BIN_EXE_stage09")).0
+}
 
 const MIB: usize = 1 << 20;
 
@@ -64,7 +69,7 @@ fn shared_run() -> RwLockReadGuard<'static, ()> {
 fn quiet_server(n_ports: usize) -> Server {
     let ports = vec!["0"; n_ports].join(",");
     let launch = Launch { quiet: true, skip_messages: true, ..Launch::default() };
-    let mut server = Server::spawn_with(Path::new(STAGE), &["--ports", &ports], &launch);
+    let mut server = Server::spawn_with(&stage_binary(), &["--ports", &ports], &launch);
     server.wait_for_ports(n_ports);
     server
 }
@@ -213,7 +218,7 @@ fn a_flooder_does_not_stop_a_bystander() {
 #[test]
 fn an_idle_client_gets_no_write_events() {
     let _shared = shared_run();
-    let server = Server::start(Path::new(STAGE), 1);
+    let server = Server::start(&stage_binary(), 1);
     let mut client = Client::connect(server.ports[0]);
     client.expect_reversed(b"hello\n");
     // The reply can leave before the log line of its last wait: wait for
@@ -354,7 +359,7 @@ fn clients_that_reset_with_replies_queued() {
 fn sigint_during_a_flood_exits_0_at_once() {
     let _alone = alone();
     let launch = Launch { skip_messages: true, ..Launch::default() };
-    let mut server = Server::spawn_with(Path::new(STAGE), &["--ports", "0"], &launch);
+    let mut server = Server::spawn_with(&stage_binary(), &["--ports", "0"], &launch);
     server.wait_for_ports(1);
     let flooder = Flooder::start(server.ports[0], FLOOD_BYTES);
     assert!(wait_until(FLOOD_MAX_TIME, || flooder.sent() >= 16 * MIB), "the flood stalled");

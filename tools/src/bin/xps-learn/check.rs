@@ -1,0 +1,400 @@
+//! `xps-learn check N`: builds the learner's crate and runs stage N's
+//! milestones in the book's order, stopping at the first that fails.
+//!
+//! The milestones are the stage's own tests, not copies: the unit tests
+//! in the learner's `src/` (the exercise keeps the stage's API, so they
+//! are the stage's), the shared list of checks (`shared::checks`, which
+//! the stage's `tests/checks.rs` runs too) and the stage's other
+//! integration tests, run against the learner's binary through `XPS_BIN`.
+
+use crate::exercise::{Blank, is_blank};
+use crate::start::Layout;
+use shared::checks::{self, Group, Subject, describe};
+use shared::harness::{self, BIN_VAR, COPY_VAR};
+use shared::stages::Stage;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One step of a stage's milestone run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Milestone {
+    /// The crate builds.
+    Compiles,
+    /// The unit tests of one file (module) of the lesson.
+    UnitTests {
+        /// The file under `src/`.
+        file: String,
+    },
+    /// Every unit test of the crate.
+    AllUnitTests,
+    /// The checks of one group of the shared list.
+    Checks(Group),
+    /// One integration test file of the stage (`tests/NAME.rs`), against
+    /// the learner's binary.
+    StageTests {
+        /// The file's name without `.rs`.
+        name: String,
+    },
+}
+
+impl Milestone {
+    /// What it is, in a few words.
+    pub fn title(&self) -> String {
+        match self {
+            Milestone::Compiles => "it compiles".to_string(),
+            Milestone::UnitTests { file } => format!("the unit tests of {file}"),
+            Milestone::AllUnitTests => "every unit test".to_string(),
+            Milestone::Checks(group) => match group {
+                Group::Tester => "the course tester's checks".to_string(),
+                Group::Wire => "the wire checks (odd clients, odd data)".to_string(),
+                Group::Process => "the process checks (fds, CPU, memory)".to_string(),
+                Group::Cli => "the command line".to_string(),
+                Group::Shutdown => "shutdown (SIGINT, SIGTERM)".to_string(),
+                Group::Log => "the log".to_string(),
+            },
+            Milestone::StageTests { name } => format!("the stage's tests/{name}.rs"),
+        }
+    }
+}
+
+/// The milestones of `stage`, in the book's order: the crate builds; the
+/// unit tests of each file of the lesson, before the server runs at all;
+/// the course tester's checks; the stage's milestone tests; the other
+/// checks, shutdown last; then the stage's other tests (the experiment).
+///
+/// The tester's checks come before the milestone tests because a server
+/// that does not answer at all fails them in seconds, while the milestone
+/// tests, written for a server that works, wait out their floods first
+/// (over a minute).
+pub fn milestones(
+    layout: &Layout,
+    stage: &Stage,
+    blanks: &[Blank],
+    crate_dir: &Path,
+) -> Vec<Milestone> {
+    let mut list = vec![Milestone::Compiles];
+    let mut files: Vec<&str> = Vec::new();
+    for blank in blanks {
+        if !files.contains(&blank.file.as_str()) {
+            files.push(&blank.file);
+        }
+    }
+    for file in files {
+        let source = std::fs::read_to_string(crate_dir.join("src").join(file)).unwrap_or_default();
+        if file != "main.rs" && source.contains("#[cfg(test)]") {
+            list.push(Milestone::UnitTests { file: file.to_string() });
+        }
+    }
+    list.push(Milestone::AllUnitTests);
+    let (first, last): (Vec<String>, Vec<String>) =
+        stage_test_files(layout, stage).into_iter().partition(|name| name.starts_with("milestone"));
+    list.push(Milestone::Checks(Group::Tester));
+    list.extend(first.into_iter().map(|name| Milestone::StageTests { name }));
+    for group in [Group::Wire, Group::Cli, Group::Process, Group::Log, Group::Shutdown] {
+        if checks::CHECKS.iter().any(|check| check.group == group) {
+            list.push(Milestone::Checks(group));
+        }
+    }
+    list.extend(last.into_iter().map(|name| Milestone::StageTests { name }));
+    list
+}
+
+/// The stage's integration test files other than `checks.rs` (whose
+/// checks run here directly), by name, sorted.
+fn stage_test_files(layout: &Layout, stage: &Stage) -> Vec<String> {
+    let dir = layout.stage_dir(stage).join("tests");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| {
+                    let name = entry.ok()?.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".rs").map(str::to_string)
+                })
+                .filter(|name| name != "checks")
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// How a milestone went.
+pub struct Outcome {
+    /// Passed, or what failed (the failing tests and their messages).
+    pub result: Result<(), String>,
+    /// How long it took.
+    pub took: Duration,
+}
+
+/// What a milestone run needs to know.
+pub struct Run<'a> {
+    pub layout: &'a Layout,
+    pub stage: &'a Stage,
+    /// The learner's crate.
+    pub crate_dir: &'a Path,
+    /// Where it is built.
+    pub target: &'a Path,
+}
+
+impl Run<'_> {
+    /// The learner's binary.
+    pub fn binary(&self) -> PathBuf {
+        self.target.join("debug").join(self.stage.crate_name)
+    }
+
+    /// Runs one milestone.
+    pub fn run(&self, milestone: &Milestone) -> Outcome {
+        let started = Instant::now();
+        let result = match milestone {
+            Milestone::Compiles => self.cargo_in_crate(&["build"], &[]),
+            Milestone::UnitTests { file } => {
+                let module = file.trim_end_matches(".rs").replace('/', "::");
+                self.cargo_in_crate(
+                    &["test", "--bin", self.stage.crate_name],
+                    &[&format!("{module}::")],
+                )
+            }
+            Milestone::AllUnitTests => {
+                self.cargo_in_crate(&["test", "--bin", self.stage.crate_name], &[])
+            }
+            Milestone::Checks(group) => self.checks(*group),
+            Milestone::StageTests { name } => self.stage_tests(name),
+        };
+        Outcome { result, took: started.elapsed() }
+    }
+
+    /// `cargo <args> -- <test_args>` in the learner's crate.
+    fn cargo_in_crate(&self, args: &[&str], test_args: &[&str]) -> Result<(), String> {
+        let mut command = Command::new(cargo());
+        command
+            .args(args)
+            .arg("--quiet")
+            .arg("--manifest-path")
+            .arg(self.crate_dir.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(self.target);
+        if !test_args.is_empty() || args.first() == Some(&"test") {
+            command.arg("--").args(test_args);
+        }
+        // The panic message says what failed; a backtrace would bury it.
+        command.env("RUST_BACKTRACE", "0");
+        run_command(command)
+    }
+
+    /// Every check of `group`, against the learner's binary, four at a
+    /// time (each starts its own server).
+    fn checks(&self, group: Group) -> Result<(), String> {
+        let binary = self.binary();
+        let version = format!("{} {}", self.stage.crate_name, env!("CARGO_PKG_VERSION"));
+        let subject =
+            Subject { binary: &binary, stage: self.stage, own: true, version: Some(&version) };
+        let names: Vec<&str> =
+            checks::CHECKS.iter().filter(|c| c.group == group).map(|c| c.name).collect();
+        let mut failures = Vec::new();
+        // A check that panics is reported below as a failure; the default
+        // hook would also print it, backtrace and all, in the middle of
+        // the milestone lines.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        for batch in names.chunks(4) {
+            let outcomes: Vec<_> = std::thread::scope(|scope| {
+                let runs: Vec<_> = batch
+                    .iter()
+                    .map(|&name| (name, scope.spawn(|| harness::run(name, &subject))))
+                    .collect();
+                runs.into_iter().map(|(name, run)| (name, run.join())).collect()
+            });
+            for (name, outcome) in outcomes {
+                match outcome {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(failure)) => {
+                        failures.push(format!("check {name}:\n{}", describe(&failure)))
+                    }
+                    Err(panic) => {
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        failures.push(format!("check {name}: the check could not go on: {message}"))
+                    }
+                }
+            }
+        }
+        std::panic::set_hook(hook);
+        // The first failure in full; the others by name (they often fail
+        // the same way), but the text of every one is searched for the
+        // blanks it ran into.
+        let Some((first, others)) = failures.split_first() else { return Ok(()) };
+        let mut text = first.clone();
+        if !others.is_empty() {
+            let names: Vec<&str> = others
+                .iter()
+                .filter_map(|failure| failure.strip_prefix("check ")?.split(':').next())
+                .collect();
+            text.push_str(&format!("\n\n(and {} more: {})", others.len(), names.join(", ")));
+            let hits: Vec<&str> = others
+                .iter()
+                .flat_map(|failure| failure.lines())
+                .filter(|line| line.contains("not yet implemented: "))
+                .collect();
+            for hit in hits {
+                if !text.contains(hit) {
+                    text.push_str(&format!("\n{hit}"));
+                }
+            }
+        }
+        Err(without_backtraces(&text))
+    }
+
+    /// `cargo test -p stageNN --test NAME` in the workspace, against the
+    /// learner's binary.
+    fn stage_tests(&self, name: &str) -> Result<(), String> {
+        let mut command = Command::new(cargo());
+        command
+            .current_dir(&self.layout.root)
+            .args(["test", "--quiet", "-p", self.stage.crate_name, "--test", name])
+            .env(BIN_VAR, self.binary())
+            .env(COPY_VAR, "1")
+            .env("RUST_BACKTRACE", "0");
+        run_command(command)
+    }
+}
+
+/// The cargo that runs this tool, or the one on the PATH.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// Runs `command`; on failure, what it printed that says why.
+fn run_command(mut command: Command) -> Result<(), String> {
+    let output = command.output().map_err(|err| format!("could not run cargo: {err}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Err(failure_excerpt(&text))
+}
+
+/// `text` without the stack backtraces a panic may print (a server run
+/// with `RUST_BACKTRACE` set): the panic's message says what failed.
+pub fn without_backtraces(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut in_backtrace = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("stack backtrace:") {
+            in_backtrace = true;
+            continue;
+        }
+        if in_backtrace {
+            let frame = line.trim_start();
+            let is_frame = frame.starts_with("at ")
+                || frame.split(':').next().is_some_and(|n| n.trim().parse::<u32>().is_ok());
+            if is_frame {
+                continue;
+            }
+            in_backtrace = false;
+            if frame.starts_with("note: Some details are omitted") {
+                continue;
+            }
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
+/// The part of cargo's output that says what failed: the compiler's
+/// errors, or the test harness's "failures:" section.
+fn failure_excerpt(text: &str) -> String {
+    let text = &without_backtraces(text);
+    if let Some(start) = text.find("failures:\n\n") {
+        let rest = &text[start + "failures:\n\n".len()..];
+        let end = rest.find("\nfailures:\n").unwrap_or(rest.len());
+        // One block per failing test, `---- name stdout ----` first: the
+        // first in full, the others by name (they often fail the same way).
+        let blocks: Vec<&str> = rest[..end].split("\n---- ").collect();
+        let mut excerpt = blocks[0].trim_end().to_string();
+        if blocks.len() > 1 {
+            let others: Vec<&str> =
+                blocks[1..].iter().filter_map(|block| block.split(" stdout ----").next()).collect();
+            excerpt.push_str(&format!("\n\n(and {} more: {})", others.len(), others.join(", ")));
+        }
+        return excerpt;
+    }
+    let errors: Vec<&str> =
+        text.split("\n\n").filter(|block| block.trim_start().starts_with("error")).collect();
+    if errors.is_empty() { text.trim_end().to_string() } else { errors.join("\n\n") }
+}
+
+/// The blanks whose `todo!()` a failure ran into, named in its text
+/// (`not yet implemented: XpsLoop::create: ...`), in list order.
+pub fn blanks_hit<'a>(failure: &str, blanks: &'a [Blank]) -> Vec<&'a Blank> {
+    blanks.iter().filter(|blank| failure.contains(&blank.panic_text())).collect()
+}
+
+/// The blanks not written yet in the learner's crate, in list order.
+pub fn still_blank<'a>(crate_dir: &Path, blanks: &'a [Blank]) -> Vec<&'a Blank> {
+    blanks
+        .iter()
+        .filter(|blank| {
+            let source = std::fs::read_to_string(crate_dir.join("src").join(&blank.file));
+            source.is_ok_and(|source| is_blank(&source, blank))
+        })
+        .collect()
+}
+
+/// The function to write next after a failure: the first blank the
+/// failure ran into, else the first still blank.
+pub fn next_to_write<'a>(
+    failure: &str,
+    crate_dir: &Path,
+    blanks: &'a [Blank],
+) -> Option<&'a Blank> {
+    blanks_hit(failure, blanks)
+        .first()
+        .copied()
+        .or_else(|| still_blank(crate_dir, blanks).first().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failures_section_is_what_is_shown() {
+        let output = "running 2 tests\ntest a ... ok\ntest b ... FAILED\n\nfailures:\n\n---- b stdout ----\n\nthread 'b' panicked at src/x.rs:1:1:\nnot yet implemented: X::y: do it\n\n---- c stdout ----\n\nsame\n\n\nfailures:\n    b\n    c\n\ntest result: FAILED.";
+        let excerpt = failure_excerpt(output);
+        assert!(excerpt.starts_with("---- b stdout ----"), "{excerpt}");
+        assert!(excerpt.contains("X::y: do it\n\n(and 1 more: c)"), "{excerpt}");
+    }
+
+    #[test]
+    fn compiler_errors_are_what_is_shown() {
+        let output = "   Compiling x\nwarning: unused\n\nerror[E0308]: mismatched types\n --> src/a.rs:1:1\n\nerror: could not compile `x`\n";
+        let excerpt = failure_excerpt(output);
+        assert!(excerpt.starts_with("error[E0308]"), "{excerpt}");
+        assert!(!excerpt.contains("warning"), "{excerpt}");
+    }
+
+    #[test]
+    fn backtraces_are_left_out() {
+        let text = "panicked at a.rs:1:1:\nboom\nstack backtrace:\n   0: f\n             at ./a.rs:1:1\n  12: g\nnote: Some details are omitted, run with `RUST_BACKTRACE=full`\nnext";
+        assert_eq!(without_backtraces(text), "panicked at a.rs:1:1:\nboom\nnext");
+    }
+
+    #[test]
+    fn a_todo_panic_names_its_blank() {
+        let blanks = crate::exercise::parse(
+            "fn: A::b\nfile: a.rs\nbook: x.md\nhint: do b\n\nfn: c\nfile: a.rs\nbook: x.md\nhint: do c\n",
+        )
+        .unwrap();
+        let failure = "panicked at src/a.rs:3:5:\nnot yet implemented: c: do c";
+        assert_eq!(blanks_hit(failure, &blanks), vec![&blanks[1]]);
+        assert!(blanks_hit("assertion failed", &blanks).is_empty());
+    }
+}
