@@ -48,10 +48,15 @@ pub fn binary_under_test(built: &str) -> (PathBuf, bool) {
 /// Starts `binary` on [`N_PORTS`] ports chosen by the OS, without DEBUG
 /// lines and without keeping its message lines (a check may send a lot).
 pub fn start_quiet(binary: &Path) -> Server {
+    start_quiet_on(binary, N_PORTS)
+}
+
+/// [`start_quiet`] on `n_ports` ports.
+pub fn start_quiet_on(binary: &Path, n_ports: usize) -> Server {
     let launch = Launch { quiet: true, skip_messages: true, ..Launch::default() };
-    let ports = ["0"; N_PORTS].join(",");
+    let ports = vec!["0"; n_ports].join(",");
     let mut server = Server::spawn_with(binary, &["--ports", &ports], &launch);
-    server.wait_for_ports(N_PORTS);
+    server.wait_for_ports(n_ports);
     server
 }
 

@@ -26,6 +26,8 @@
 //! * [`memory`]: a server's memory under clients that send without
 //!   reading: the flood, the memory sampled from `/proc` while it runs,
 //!   and a digest of what comes back.
+//! * [`serial`]: which tests of one binary run alone (those that time
+//!   something) and which side by side.
 
 pub mod build;
 pub mod checks;
@@ -39,6 +41,7 @@ pub mod procfs;
 pub mod progress;
 pub mod pty;
 pub mod sender;
+pub mod serial;
 pub mod server;
 pub mod stages;
 pub mod units;

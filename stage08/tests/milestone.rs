@@ -16,15 +16,16 @@
 
 use shared::checks::shutdown::SHUTDOWN_LIMIT;
 use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
-use shared::harness::binary_under_test;
+use shared::harness::{binary_under_test, start_quiet_on};
 use shared::procfs;
+use shared::serial::{alone, side_by_side};
 use shared::server::{Launch, Server};
 use shared::wait::wait_until;
 use std::io::{ErrorKind, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -47,29 +48,15 @@ const BYSTANDER_LIMIT: Duration = Duration::from_millis(100);
 /// once the flooder has gone.
 const RSS_SLACK: u64 = 4 * MIB as u64;
 
-/// The tests here flood the server or measure it. Those that measure time
-/// or CPU run alone, so that the others' floods do not skew them; the rest
-/// may run side by side (each has its own server, and memory is per process).
-static SERIAL: RwLock<()> = RwLock::new(());
-
-/// For a test that measures CPU or reply times: nothing else here runs.
-fn alone() -> RwLockWriteGuard<'static, ()> {
-    SERIAL.write().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// For the others: side by side, but never beside one that measures.
-fn shared_run() -> RwLockReadGuard<'static, ()> {
-    SERIAL.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+// The tests here flood the server or measure it. Those that measure time
+// or CPU run alone, so that the others' floods do not skew them; the rest
+// may run side by side (each has its own server, and memory is per process).
+// (`alone` and `side_by_side` are in `shared::serial`.)
 
 /// Stage 8 on `n_ports` free ports, without DEBUG lines and without
 /// keeping the message lines.
 fn quiet_server(n_ports: usize) -> Server {
-    let ports = vec!["0"; n_ports].join(",");
-    let launch = Launch { quiet: true, skip_messages: true, ..Launch::default() };
-    let mut server = Server::spawn_with(&stage_binary(), &["--ports", &ports], &launch);
-    server.wait_for_ports(n_ports);
-    server
+    start_quiet_on(&stage_binary(), n_ports)
 }
 
 /// What a flooder sends: text with one byte in 4096 that is not UTF-8,
@@ -243,7 +230,7 @@ fn an_idle_client_keeps_the_loop_spinning() {
 /// write events for an idle client, one after another.
 #[test]
 fn an_idle_client_gets_write_events_without_pause() {
-    let _shared = shared_run();
+    let _shared = side_by_side();
     let server = Server::start(&stage_binary(), 1);
     let _idle = Client::connect(server.ports[0]);
     assert!(
@@ -261,7 +248,7 @@ fn an_idle_client_gets_write_events_without_pause() {
 /// [`RSS_SLACK`] of what it was before.
 #[test]
 fn memory_grows_with_the_backlog_and_comes_back() {
-    let _shared = shared_run();
+    let _shared = side_by_side();
     let server = quiet_server(1);
     let port = server.ports[0];
     Client::connect(port).expect_reversed(b"warm up\n");
@@ -308,7 +295,7 @@ fn a_backlog_is_sent_complete_and_in_order() {
     const BLOCK: usize = 256 * 1024;
     const LETTERS: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef";
     const CHUNK_MAX: usize = 100_000;
-    let _shared = shared_run();
+    let _shared = side_by_side();
     let server = quiet_server(1);
     let mut client = Client::connect(server.ports[0]);
     for &letter in LETTERS {
@@ -348,7 +335,7 @@ fn a_backlog_is_sent_complete_and_in_order() {
 /// SIGPIPE, no stuck connection.
 #[test]
 fn clients_that_reset_with_replies_queued() {
-    let _shared = shared_run();
+    let _shared = side_by_side();
     let mut server = quiet_server(4);
     let (sent, flooder) = Flooder::start(server.ports[0], 16 * MIB).finish();
     assert!(sent >= 16 * MIB, "the flood stalled at {sent} bytes");

@@ -14,39 +14,26 @@
 //! another binary (stage 8's, say, to see which of them it fails).
 
 use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
-use shared::harness::binary_under_test;
+use shared::harness::{binary_under_test, start_quiet_on};
 use shared::load::Load;
 use shared::procfs;
-use shared::server::{Launch, Server};
+use shared::serial::{alone, side_by_side};
+use shared::server::Server;
 use shared::wait::wait_until;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-/// The tests that time replies run alone, so that the others' bursts and
-/// floods do not slow them past their limits; the rest run side by side
-/// (each has its own server).
-static SERIAL: RwLock<()> = RwLock::new(());
-
-/// For a test that times replies or a shutdown: nothing else here runs.
-fn alone() -> RwLockWriteGuard<'static, ()> {
-    SERIAL.write().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// For the others: side by side, but never beside one that times.
-fn side_by_side() -> RwLockReadGuard<'static, ()> {
-    SERIAL.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+// The tests that time replies run alone, so that the others' bursts and
+// floods do not slow them past their limits; the rest run side by side
+// (each has its own server).
+// (`alone` and `side_by_side` are in `shared::serial`.)
 
 /// The server under test on one free port, without DEBUG lines and
 /// without keeping its `client: ...` lines.
 fn quiet_server() -> Server {
     let (binary, _own) = binary_under_test(env!("CARGO_BIN_EXE_stage09"));
-    let launch = Launch { quiet: true, skip_messages: true, ..Launch::default() };
-    let mut server = Server::spawn_with(&binary, &["--ports", "0"], &launch);
-    server.wait_for_ports(1);
-    server
+    start_quiet_on(&binary, 1)
 }
 
 /// `len` bytes that come back unchanged however the server's recv()

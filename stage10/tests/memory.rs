@@ -23,17 +23,18 @@
 use shared::checks::memory::MEMORY_BOUND;
 use shared::checks::show;
 use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
-use shared::harness::binary_under_test;
+use shared::harness::{binary_under_test, start_quiet_on};
 use shared::memory::{
     Flood, FloodRun, MIB, Outgoing, RssSampler, Stop, Watched, drain, flood_watching, palindrome,
 };
 use shared::procfs;
-use shared::server::{Launch, Server};
+use shared::serial::{alone, side_by_side};
+use shared::server::Server;
 use shared::stages::Protocol;
 use shared::units::format_bytes;
 use shared::wait::wait_until;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -56,28 +57,16 @@ const FLOOD_TIME: Duration = Duration::from_secs(5);
 /// The longest a bystander may wait for a reply during a flood.
 const BYSTANDER_LIMIT: Duration = Duration::from_millis(100);
 
-/// The test that times a bystander's replies runs alone; the others may
-/// run side by side, since each has a server of its own and what they
-/// measure, its memory or its CPU time, is that process's own.
-static SERIAL: RwLock<()> = RwLock::new(());
-
-fn alone() -> RwLockWriteGuard<'static, ()> {
-    SERIAL.write().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn side_by_side() -> RwLockReadGuard<'static, ()> {
-    SERIAL.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+// The test that times a bystander's replies runs alone; the others may
+// run side by side, since each has a server of its own and what they
+// measure, its memory or its CPU time, is that process's own.
+// (`alone` and `side_by_side` are in `shared::serial`.)
 
 /// The server on `n_ports` free ports, without DEBUG lines and without
 /// keeping its `client: ...` lines (a flood would pile them up).
 fn quiet_server(n_ports: usize) -> Server {
     let (binary, _own) = binary_under_test(env!("CARGO_BIN_EXE_stage10"));
-    let ports = vec!["0"; n_ports].join(",");
-    let launch = Launch { quiet: true, skip_messages: true, ..Launch::default() };
-    let mut server = Server::spawn_with(&binary, &["--ports", &ports], &launch);
-    server.wait_for_ports(n_ports);
-    server
+    start_quiet_on(&binary, n_ports)
 }
 
 /// Sends [`palindrome`]`(text)` and checks that the reply is the same

@@ -18,39 +18,25 @@
 
 use shared::checks::shutdown::SHUTDOWN_LIMIT;
 use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
-use shared::harness::binary_under_test;
+use shared::harness::{binary_under_test, start_quiet_on};
 use shared::load::Load;
+use shared::serial::{alone, side_by_side};
 use shared::server::{Launch, Server};
 use shared::wait::wait_until;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-/// The tests that time replies or a shutdown run alone, so that the
-/// others' bursts and floods do not slow them past their limits; the rest
-/// run side by side (each has its own server).
-static SERIAL: RwLock<()> = RwLock::new(());
-
-/// For a test that times replies or a shutdown: nothing else here runs.
-fn alone() -> RwLockWriteGuard<'static, ()> {
-    SERIAL.write().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// For the others: side by side, but never beside one that times.
-fn side_by_side() -> RwLockReadGuard<'static, ()> {
-    SERIAL.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+// The tests that time replies or a shutdown run alone, so that the
+// others' bursts and floods do not slow them past their limits; the rest
+// run side by side (each has its own server).
+// (`alone` and `side_by_side` are in `shared::serial`.)
 
 /// The server under test on `n_ports` free ports, without DEBUG lines and
 /// without keeping its `client: ...` lines.
 fn quiet_server(n_ports: usize) -> Server {
     let (binary, _own) = binary_under_test(env!("CARGO_BIN_EXE_stage10"));
-    let ports = vec!["0"; n_ports].join(",");
-    let launch = Launch { quiet: true, skip_messages: true, ..Launch::default() };
-    let mut server = Server::spawn_with(&binary, &["--ports", &ports], &launch);
-    server.wait_for_ports(n_ports);
-    server
+    start_quiet_on(&binary, n_ports)
 }
 
 /// Sends `message` and asserts that exactly it comes back within `wait`,
