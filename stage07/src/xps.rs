@@ -21,7 +21,7 @@ pub const DEFAULT_BUFFER_SIZE: usize = 100_000;
 
 // `DEFAULT_NULLS_THRESH` (32) is how many NULL entries the course lets a
 // list collect before compacting it, in a later stage. The Rust core reuses
-// empty slots instead (see `store_in_slot` in xps_core.rs), so it has no use.
+// empty slots instead (see `Slots` in xps_slots.rs), so it has no use.
 // ANCHOR_END: constants
 
 // ANCHOR: stall_check
@@ -43,11 +43,15 @@ pub const SEND_STALL_CHECK: Duration = Duration::from_millis(100);
 // ANCHOR_END: not_ported
 
 // ANCHOR: handler
-/// The type of every callback the loop calls: `xps_handler_t` in C.
+/// The type of every callback the loop calls: `xps_handler_t` in C, for an
+/// object named by an id of type `P`.
 ///
-/// C passes a `void *ptr` to the listener or connection the event is for.
-/// Rust passes the core that owns everything, plus `ptr`: the index of that
-/// listener or connection in the core's lists. The handler looks the object
-/// up itself, so no raw pointer is ever stored.
-pub type XpsHandler = fn(core: &mut XpsCore, ptr: usize);
+/// C passes a `void *ptr` to the listener or connection the event is for,
+/// and each callback casts it back to the type it expects. Rust passes the
+/// core that owns everything, plus `ptr`: the object's id in the core, whose
+/// type says what kind of object it names (`ListenerId`, `ConnectionId`).
+/// The callback looks the object up itself, so no raw pointer is ever
+/// stored, and it cannot be handed the wrong kind of object: the compiler
+/// would refuse.
+pub type XpsHandler<P> = fn(core: &mut XpsCore, ptr: P);
 // ANCHOR_END: handler

@@ -39,6 +39,7 @@ mod xps;
 
 use crate::cli::{Command, Config};
 use crate::core::xps_core::XpsCore;
+use crate::core::xps_loop::EventCallbacks;
 use crate::utils::xps_logger::{LogLevel, flush_log};
 use std::process::ExitCode;
 
@@ -79,7 +80,8 @@ fn serve(config: &Config) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let watched = shutdown::install().and_then(|wake_fd| {
-        core.event_loop.attach(wake_fd, libc::EPOLLIN as u32, 0, sigint_handler, None, None)
+        let callbacks = EventCallbacks::Core { read_cb: sigint_handler };
+        core.event_loop.attach(wake_fd, libc::EPOLLIN as u32, callbacks)
     });
     if let Err(err) = watched {
         logger!(LogLevel::Error, "main()", "cannot watch for SIGINT and SIGTERM: {err}");
@@ -107,7 +109,7 @@ fn serve(config: &Config) -> ExitCode {
 /// signal and stops the core; `serve()` destroys the core when the loop
 /// returns. The part that runs inside the signal itself is in
 /// `shutdown.rs`.
-fn sigint_handler(core: &mut XpsCore, _ptr: usize) {
+fn sigint_handler(core: &mut XpsCore) {
     let Some(signal) = shutdown::take() else {
         // Woken with no signal recorded: nothing to do.
         return;

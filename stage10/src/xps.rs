@@ -26,8 +26,7 @@ pub const DEFAULT_PIPE_BUFF_THRESH: usize = 1_000_000;
 
 // `DEFAULT_NULLS_THRESH` (32) is how many NULL entries the course lets a
 // list collect before `filter_nulls()` compacts it. The Rust core reuses
-// empty slots instead (see `store_in_slot` in xps_core.rs and `Slots` in
-// xps_slots.rs), so it has no use.
+// empty slots instead (see `Slots` in xps_slots.rs), so it has no use.
 // ANCHOR_END: constants
 
 // ANCHOR: beyond_constants
@@ -55,9 +54,11 @@ pub const MALLOC_TRIM_THRESH: usize = 1 << 20;
 /// * `E_AGAIN` is `io::ErrorKind::WouldBlock`, which `recv()` and
 ///   `send()` on a non-blocking socket already return;
 /// * `E_EOF` is `recv()` returning `Ok(0)`;
-/// * `E_NOTFOUND` and `E_PERMISSION`, which only the pipe functions
-///   return, are this enum: they are about the server's own objects, and
-///   an `io::Error` would make them look like the OS's;
+/// * `E_NOTFOUND` and `E_PERMISSION` are this enum. The course first
+///   returns them from the file module (stage 12); its pipe functions
+///   fail with a bare `E_FAIL`. The port's pipe functions say which way
+///   they failed with these two instead: they are about the server's own
+///   objects, and an `io::Error` would make them look like the OS's;
 /// * `E_NEXT` is for the stages after this one; it is added with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XpsError {
@@ -92,11 +93,15 @@ impl std::error::Error for XpsError {}
 // ANCHOR_END: not_ported
 
 // ANCHOR: handler
-/// The type of every callback the loop calls: `xps_handler_t` in C.
+/// The type of every callback the loop calls: `xps_handler_t` in C, for an
+/// object named by an id of type `P`.
 ///
-/// C passes a `void *ptr` to the listener or connection the event is for.
-/// Rust passes the core that owns everything, plus `ptr`: the index of that
-/// listener or connection in the core's lists. The handler looks the object
-/// up itself, so no raw pointer is ever stored.
-pub type XpsHandler = fn(core: &mut XpsCore, ptr: usize);
+/// C passes a `void *ptr` to the listener or connection the event is for,
+/// and each callback casts it back to the type it expects. Rust passes the
+/// core that owns everything, plus `ptr`: the object's id in the core, whose
+/// type says what kind of object it names (`ListenerId`, `ConnectionId`).
+/// The callback looks the object up itself, so no raw pointer is ever
+/// stored, and it cannot be handed the wrong kind of object: the compiler
+/// would refuse.
+pub type XpsHandler<P> = fn(core: &mut XpsCore, ptr: P);
 // ANCHOR_END: handler

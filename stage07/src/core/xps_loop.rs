@@ -5,6 +5,8 @@
 
 use crate::core::xps_core::XpsCore;
 use crate::logger;
+use crate::network::xps_connection::ConnectionId;
+use crate::network::xps_listener::ListenerId;
 use crate::utils::xps_logger::{LogLevel, flush_log};
 use crate::utils::xps_utils::check_os;
 use crate::xps::{MAX_EPOLL_EVENTS, XpsHandler};
@@ -16,27 +18,70 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 ///
 /// It is private to the loop module, as in the course. It is neither
 /// `Clone` nor `Copy`: the one value lives in its slot, and dispatch copies
-/// out only the callback and `ptr` it needs.
+/// out only the callbacks it needs.
 #[derive(Debug)]
 struct LoopEvent {
     /// The file descriptor being watched.
     fd: RawFd,
-    /// Called when `fd` is readable (or has an error or hang-up to report,
-    /// which the next `recv()`/`accept()` will return).
-    read_cb: XpsHandler,
-    /// Passed to `read_cb`: the index of the listener or connection that
-    /// owns `fd` in the core's lists (C's `void *ptr`).
-    ptr: usize,
+    /// What to call when `fd` is readable, and for which object: the
+    /// course's `read_cb` and `ptr`.
+    callbacks: EventCallbacks,
 }
 // ANCHOR_END: loop_event
+
+// ANCHOR: callbacks
+/// The callback of one event and the object it is for: the course's
+/// `read_cb` and `ptr`, kept together.
+///
+/// In C, `ptr` is a `void *` that each callback casts to the type it
+/// expects, and nothing stops a listener's callback from being handed a
+/// connection. Here each kind of object has a variant whose callback takes
+/// that kind's id, so a callback is only ever called with the kind of
+/// object it was written for.
+#[derive(Debug, Clone, Copy)]
+pub enum EventCallbacks {
+    /// A listening socket, and the listener it belongs to.
+    Listener {
+        /// The listener's id.
+        ptr: ListenerId,
+        /// Called when a client is waiting to be accepted.
+        read_cb: XpsHandler<ListenerId>,
+    },
+    /// A client's socket, and its connection.
+    Connection {
+        /// The connection's id.
+        ptr: ConnectionId,
+        /// Called when the client has sent something, or has gone (the
+        /// next `recv()` says which).
+        read_cb: XpsHandler<ConnectionId>,
+    },
+    /// An fd of the core's own, with no object behind it: the wake-up fd
+    /// that brings a shutdown signal to the loop (see shutdown.rs).
+    Core {
+        /// Called when the fd is readable.
+        read_cb: fn(&mut XpsCore),
+    },
+}
+
+impl EventCallbacks {
+    /// Calls the read callback, with its object's id.
+    fn read(self, core: &mut XpsCore) {
+        match self {
+            EventCallbacks::Listener { ptr, read_cb } => read_cb(core, ptr),
+            EventCallbacks::Connection { ptr, read_cb } => read_cb(core, ptr),
+            EventCallbacks::Core { read_cb } => read_cb(core),
+        }
+    }
+}
+// ANCHOR_END: callbacks
 
 // ANCHOR: loop_event_create
 impl LoopEvent {
     /// `loop_event_create()`: C allocates it with `malloc()`; in Rust it is
     /// a plain value stored straight into its slot, and cannot fail.
-    fn create(fd: RawFd, ptr: usize, read_cb: XpsHandler) -> LoopEvent {
+    fn create(fd: RawFd, callbacks: EventCallbacks) -> LoopEvent {
         logger!(LogLevel::Debug, "event_create()", "created event");
-        LoopEvent { fd, read_cb, ptr }
+        LoopEvent { fd, callbacks }
     }
 
     /// `loop_event_destroy()`: it consumes the event, so nothing can use it
@@ -136,13 +181,13 @@ impl XpsLoop {
 
     // ANCHOR: attach
     /// `xps_loop_attach()`: starts watching `fd` for `event_flags` (such as
-    /// `EPOLLIN`); `read_cb(core, ptr)` runs whenever it is readable.
+    /// `EPOLLIN`); the read callback of `callbacks` runs, with its object's
+    /// id, whenever it is readable.
     pub fn attach(
         &mut self,
         fd: RawFd,
         event_flags: u32,
-        ptr: usize,
-        read_cb: XpsHandler,
+        callbacks: EventCallbacks,
     ) -> io::Result<()> {
         let index = slot_index(fd)?;
         if self.events.len() <= index {
@@ -164,7 +209,7 @@ impl XpsLoop {
             return Err(err);
         }
         slot.generation = generation;
-        slot.event = Some(LoopEvent::create(fd, ptr, read_cb));
+        slot.event = Some(LoopEvent::create(fd, callbacks));
         logger!(LogLevel::Debug, "xps_loop_attach()", "attached fd {fd}");
         Ok(())
     }
@@ -271,13 +316,13 @@ impl XpsLoop {
                 logger!(LogLevel::Debug, "handle_epoll_events()", "event not found. skipping");
                 continue;
             };
-            let (fd, read_cb, ptr) = (event.fd, event.read_cb, event.ptr);
+            let (fd, callbacks) = (event.fd, event.callbacks);
             let flags = ready.events;
             if flags & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
                 // The fd is not in the course's line; it shows which
                 // socket each event is for.
                 logger!(LogLevel::Debug, "handle_epoll_events()", "EVENT / read on fd {fd}");
-                read_cb(core, ptr);
+                callbacks.read(core);
             }
             // A callback may have stopped the core (Ctrl+C): the rest of
             // the round is not served.
@@ -301,6 +346,7 @@ fn slot_index(fd: RawFd) -> io::Result<usize> {
 mod tests {
     //! The loop driven with socket pairs: no network, no server.
     use super::*;
+    use crate::core::xps_slots::Id;
     use std::cell::RefCell;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
@@ -317,14 +363,19 @@ mod tests {
 
     thread_local! {
         /// Which `ptr` values the handlers were called with, in order.
-        static CALLS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+        static CALLS: RefCell<Vec<ConnectionId>> = const { RefCell::new(Vec::new()) };
         /// Sockets the test handlers can reach: (ptr, our end, their end).
-        static PAIRS: RefCell<Vec<(usize, UnixStream, UnixStream)>> =
+        static PAIRS: RefCell<Vec<(ConnectionId, UnixStream, UnixStream)>> =
             const { RefCell::new(Vec::new()) };
     }
 
-    fn calls() -> Vec<usize> {
+    fn calls() -> Vec<ConnectionId> {
         CALLS.with(|calls| calls.borrow().clone())
+    }
+
+    /// The id of test connection `n`: the handlers here only note it.
+    fn id(n: u32) -> ConnectionId {
+        Id::for_test(n)
     }
 
     /// A readable socket pair: the loop watches the first end.
@@ -334,13 +385,13 @@ mod tests {
         (ours, theirs)
     }
 
-    fn record(_core: &mut XpsCore, ptr: usize) {
+    fn record(_core: &mut XpsCore, ptr: ConnectionId) {
         CALLS.with(|calls| calls.borrow_mut().push(ptr));
     }
 
     /// Detaches and closes every other pair, the way destroying one
     /// connection can destroy others in a later stage.
-    fn record_and_close_others(core: &mut XpsCore, ptr: usize) {
+    fn record_and_close_others(core: &mut XpsCore, ptr: ConnectionId) {
         record(core, ptr);
         let others: Vec<_> = PAIRS.with(|pairs| {
             let mut pairs = pairs.borrow_mut();
@@ -355,15 +406,15 @@ mod tests {
 
     /// Like `record_and_close_others`, then at once attaches a new socket
     /// (with ptr 99) that the kernel gives one of the freed fd numbers.
-    fn close_others_and_reuse_fd(core: &mut XpsCore, ptr: usize) {
+    fn close_others_and_reuse_fd(core: &mut XpsCore, ptr: ConnectionId) {
         let freed: Vec<RawFd> = PAIRS.with(|pairs| {
             pairs.borrow().iter().filter(|p| p.0 != ptr).map(|p| p.1.as_raw_fd()).collect()
         });
         record_and_close_others(core, ptr);
         let (ours, theirs) = readable_pair();
         assert!(freed.contains(&ours.as_raw_fd()), "fd was not reused");
-        core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 99, record).unwrap();
-        PAIRS.with(|pairs| pairs.borrow_mut().push((99, ours, theirs)));
+        attach_read(core, ours.as_raw_fd(), 99, record).unwrap();
+        PAIRS.with(|pairs| pairs.borrow_mut().push((id(99), ours, theirs)));
     }
 
     /// A core as `xps_core_start()` leaves it: running, so that a round
@@ -374,15 +425,26 @@ mod tests {
         core
     }
 
-    fn record_and_stop(core: &mut XpsCore, ptr: usize) {
+    fn record_and_stop(core: &mut XpsCore, ptr: ConnectionId) {
         record(core, ptr);
         core.stop();
     }
 
-    fn attach_pair(core: &mut XpsCore, ptr: usize, cb: XpsHandler) {
+    /// Attaches `fd` for reading, as test connection `n`, with `read_cb`.
+    fn attach_read(
+        core: &mut XpsCore,
+        fd: RawFd,
+        n: u32,
+        read_cb: XpsHandler<ConnectionId>,
+    ) -> io::Result<()> {
+        let callbacks = EventCallbacks::Connection { ptr: id(n), read_cb };
+        core.event_loop.attach(fd, libc::EPOLLIN as u32, callbacks)
+    }
+
+    fn attach_pair(core: &mut XpsCore, n: u32, cb: XpsHandler<ConnectionId>) {
         let (ours, theirs) = readable_pair();
-        core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, ptr, cb).unwrap();
-        PAIRS.with(|pairs| pairs.borrow_mut().push((ptr, ours, theirs)));
+        attach_read(core, ours.as_raw_fd(), n, cb).unwrap();
+        PAIRS.with(|pairs| pairs.borrow_mut().push((id(n), ours, theirs)));
     }
 
     #[test]
@@ -397,13 +459,13 @@ mod tests {
         let mut core = running_core();
         let (ours, _theirs) = readable_pair();
         let fd = ours.as_raw_fd();
-        core.event_loop.attach(fd, libc::EPOLLIN as u32, 7, record).unwrap();
+        attach_read(&mut core, fd, 7, record).unwrap();
         assert_eq!(XpsLoop::wait_and_dispatch(&mut core, 1000).unwrap(), 1);
-        assert_eq!(calls(), vec![7]);
+        assert_eq!(calls(), vec![id(7)]);
 
         core.event_loop.detach(fd).unwrap();
         assert_eq!(XpsLoop::wait_and_dispatch(&mut core, 50).unwrap(), 0);
-        assert_eq!(calls(), vec![7]);
+        assert_eq!(calls(), vec![id(7)]);
         assert!(core.event_loop.detach(fd).is_err(), "second detach must fail");
         core.destroy();
     }
@@ -413,8 +475,8 @@ mod tests {
         let _serial = serial();
         let mut core = running_core();
         let (ours, _theirs) = readable_pair();
-        core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 1, record).unwrap();
-        assert!(core.event_loop.attach(ours.as_raw_fd(), libc::EPOLLIN as u32, 2, record).is_err());
+        attach_read(&mut core, ours.as_raw_fd(), 1, record).unwrap();
+        assert!(attach_read(&mut core, ours.as_raw_fd(), 2, record).is_err());
         core.destroy();
     }
 
@@ -465,7 +527,7 @@ mod tests {
             .with(|pairs| pairs.borrow().iter().find(|p| p.0 == first[0]).map(|p| p.1.as_raw_fd()));
         core.event_loop.detach(survivor.unwrap()).unwrap();
         assert_eq!(XpsLoop::wait_and_dispatch(&mut core, 1000).unwrap(), 1);
-        assert_eq!(calls(), vec![first[0], 99]);
+        assert_eq!(calls(), vec![first[0], id(99)]);
         PAIRS.with(|pairs| pairs.borrow_mut().clear());
         core.destroy();
     }

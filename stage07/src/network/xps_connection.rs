@@ -2,8 +2,11 @@
 //! something, the loop calls [`connection_read_handler`], which prints the
 //! message and sends it back reversed.
 
-use crate::core::xps_core::{XpsCore, take_from_slot};
+use crate::core::xps_core::XpsCore;
+use crate::core::xps_loop::EventCallbacks;
+use crate::core::xps_slots::Id;
 use crate::logger;
+use crate::network::xps_listener::ListenerId;
 use crate::shutdown;
 use crate::utils::xps_logger::{LogLevel, flush_log, print_line};
 use crate::utils::xps_utils::{escape_for_terminal, get_remote_ip, reverse_in_place};
@@ -11,6 +14,9 @@ use crate::xps::SEND_STALL_CHECK;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+
+/// The id of a connection in `core.connections`.
+pub type ConnectionId = Id<XpsConnection>;
 
 // ANCHOR: xps_connection
 /// One connected client: `xps_connection_t` in C.
@@ -23,8 +29,9 @@ pub struct XpsConnection {
     /// *blocking* socket, as in the course: that is the lesson of the
     /// experiment at the end of this stage.
     pub socket: TcpStream,
-    /// Id of the listener that accepted it, in `core.listeners`.
-    pub listener: usize,
+    /// The listener that accepted it (a pointer in C). It may be destroyed
+    /// first: then the id finds nothing.
+    pub listener: ListenerId,
     /// The client's IP address, for the log.
     pub remote_ip: String,
 }
@@ -34,7 +41,11 @@ impl XpsConnection {
     // ANCHOR: create
     /// `xps_connection_create()`: adds an accepted socket to the core and
     /// attaches it to the loop. Returns the connection's id.
-    pub fn create(core: &mut XpsCore, socket: TcpStream, listener: usize) -> io::Result<usize> {
+    pub fn create(
+        core: &mut XpsCore,
+        socket: TcpStream,
+        listener: ListenerId,
+    ) -> io::Result<ConnectionId> {
         let fail = |step: &str, err: io::Error| {
             logger!(LogLevel::Error, "xps_connection_create()", "{step} failed: {err}");
             err
@@ -53,12 +64,11 @@ impl XpsConnection {
         };
         let fd = socket.as_raw_fd();
 
-        let id = core.add_connection(XpsConnection { socket, listener, remote_ip });
-        let attached =
-            core.event_loop.attach(fd, libc::EPOLLIN as u32, id, connection_read_handler);
-        if let Err(err) = attached {
-            // Undo the add; dropping the connection closes its socket.
-            take_from_slot(&mut core.connections, &mut core.n_null_connections, id);
+        let id = core.connections.insert(XpsConnection { socket, listener, remote_ip });
+        let callbacks = EventCallbacks::Connection { ptr: id, read_cb: connection_read_handler };
+        if let Err(err) = core.event_loop.attach(fd, libc::EPOLLIN as u32, callbacks) {
+            // Undo the insert; dropping the connection closes its socket.
+            core.connections.remove(id);
             return Err(fail("xps_loop_attach()", err));
         }
         logger!(LogLevel::Debug, "xps_connection_create()", "created connection");
@@ -69,16 +79,12 @@ impl XpsConnection {
     // ANCHOR: destroy
     /// `xps_connection_destroy()`: empties the connection's slot, detaches it
     /// from the loop and closes its socket. The listener is left alone.
-    pub fn destroy(core: &mut XpsCore, id: usize) {
-        let Some(connection) =
-            take_from_slot(&mut core.connections, &mut core.n_null_connections, id)
-        else {
-            return;
-        };
+    pub fn destroy(core: &mut XpsCore, id: ConnectionId) {
+        let Some(connection) = core.connections.remove(id) else { return };
         // An error here has been logged by the loop; the socket is closed
         // below either way.
         let _ = core.event_loop.detach(connection.socket.as_raw_fd());
-        let port = core.listeners.get(connection.listener).and_then(Option::as_ref).map(|l| l.port);
+        let port = core.listeners.get(connection.listener).map(|listener| listener.port);
         logger!(
             LogLevel::Debug,
             "xps_connection_destroy()",
@@ -104,7 +110,7 @@ enum AfterRead {
 // ANCHOR: read_handler
 /// Called by the loop when connection `ptr` is readable
 /// (`connection_read_handler()`): receive, print, reverse, send back.
-fn connection_read_handler(core: &mut XpsCore, ptr: usize) {
+fn connection_read_handler(core: &mut XpsCore, ptr: ConnectionId) {
     if let AfterRead::Destroy = serve_message(core, ptr) {
         XpsConnection::destroy(core, ptr);
     }
@@ -112,11 +118,9 @@ fn connection_read_handler(core: &mut XpsCore, ptr: usize) {
 
 /// One `recv()` and its reply. Borrows the connection and the core's buffer
 /// side by side, which is why it is apart from the handler that destroys.
-fn serve_message(core: &mut XpsCore, ptr: usize) -> AfterRead {
+fn serve_message(core: &mut XpsCore, ptr: ConnectionId) -> AfterRead {
     let XpsCore { connections, buffer, .. } = core;
-    let Some(connection) = connections.get_mut(ptr).and_then(Option::as_mut) else {
-        return AfterRead::Keep;
-    };
+    let Some(connection) = connections.get_mut(ptr) else { return AfterRead::Keep };
     // `read()` on a TcpStream is one recv() system call.
     let n = match connection.socket.read(buffer) {
         Ok(0) => {

@@ -1,4 +1,6 @@
-//! The core and loop modules: the two modules stage 7 adds.
+//! The core and loop modules: the two modules stage 7 adds, and the tables
+//! of ids in which the core keeps what it owns (not in the course).
 
 pub mod xps_core;
 pub mod xps_loop;
+pub mod xps_slots;

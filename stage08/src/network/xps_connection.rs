@@ -9,8 +9,11 @@
 //! `connection_loop_write_handler()` and `connection_loop_close_handler()`
 //! (the callbacks the loop calls), and the log lines carry those names.
 
-use crate::core::xps_core::{XpsCore, take_from_slot};
+use crate::core::xps_core::XpsCore;
+use crate::core::xps_loop::EventCallbacks;
+use crate::core::xps_slots::Id;
 use crate::logger;
+use crate::network::xps_listener::ListenerId;
 use crate::utils::xps_buffer::{XpsBuffer, XpsBufferList};
 use crate::utils::xps_logger::{LogLevel, print_line};
 use crate::utils::xps_utils::{escape_for_terminal, get_remote_ip, reverse_in_place};
@@ -18,6 +21,9 @@ use crate::xps::MAX_SEND_BUFFERS;
 use std::io::{self, IoSlice, Read};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+
+/// The id of a connection in `core.connections`.
+pub type ConnectionId = Id<XpsConnection>;
 
 // ANCHOR: xps_connection
 /// One connected client: `xps_connection_t` in C.
@@ -29,8 +35,9 @@ pub struct XpsConnection {
     /// The connected socket (`sock_fd` in C), closed when dropped. It is
     /// non-blocking: the listener made it so before creating the connection.
     pub socket: TcpStream,
-    /// Id of the listener that accepted it, in `core.listeners`.
-    pub listener: usize,
+    /// The listener that accepted it (a pointer in C). It may be destroyed
+    /// first: then the id finds nothing.
+    pub listener: ListenerId,
     /// The client's IP address, for the log.
     pub remote_ip: String,
     /// Replies not sent yet, oldest first.
@@ -42,7 +49,11 @@ impl XpsConnection {
     // ANCHOR: create
     /// `xps_connection_create()`: adds an accepted socket to the core and
     /// attaches it to the loop. Returns the connection's id.
-    pub fn create(core: &mut XpsCore, socket: TcpStream, listener: usize) -> io::Result<usize> {
+    pub fn create(
+        core: &mut XpsCore,
+        socket: TcpStream,
+        listener: ListenerId,
+    ) -> io::Result<ConnectionId> {
         let fail = |step: &str, err: io::Error| {
             logger!(LogLevel::Error, "xps_connection_create()", "{step} failed: {err}");
             err
@@ -58,22 +69,22 @@ impl XpsConnection {
 
         let write_buff_list = XpsBufferList::create();
         let id =
-            core.add_connection(XpsConnection { socket, listener, remote_ip, write_buff_list });
+            core.connections.insert(XpsConnection { socket, listener, remote_ip, write_buff_list });
         // Level-triggered EPOLLOUT is reported on every wait while the
         // socket's send buffer has room: for an idle client, always. So the
         // loop never sleeps while a client is connected (Experiment 1 of
         // this stage); stage 9's edge triggering fixes that.
-        let attached = core.event_loop.attach(
-            fd,
-            (libc::EPOLLIN | libc::EPOLLOUT) as u32,
-            id,
-            connection_loop_read_handler,
-            Some(connection_loop_write_handler),
-            Some(connection_loop_close_handler),
-        );
+        let callbacks = EventCallbacks::Connection {
+            ptr: id,
+            read_cb: connection_loop_read_handler,
+            write_cb: connection_loop_write_handler,
+            close_cb: connection_loop_close_handler,
+        };
+        let attached =
+            core.event_loop.attach(fd, (libc::EPOLLIN | libc::EPOLLOUT) as u32, callbacks);
         if let Err(err) = attached {
-            // Undo the add; dropping the connection closes its socket.
-            take_from_slot(&mut core.connections, &mut core.n_null_connections, id);
+            // Undo the insert; dropping the connection closes its socket.
+            core.connections.remove(id);
             return Err(fail("xps_loop_attach()", err));
         }
         logger!(LogLevel::Debug, "xps_connection_create()", "created connection");
@@ -85,16 +96,12 @@ impl XpsConnection {
     /// `xps_connection_destroy()`: empties the connection's slot, detaches it
     /// from the loop, closes its socket and destroys its buffer list, with
     /// any replies the client never took. The listener is left alone.
-    pub fn destroy(core: &mut XpsCore, id: usize) {
-        let Some(connection) =
-            take_from_slot(&mut core.connections, &mut core.n_null_connections, id)
-        else {
-            return;
-        };
+    pub fn destroy(core: &mut XpsCore, id: ConnectionId) {
+        let Some(connection) = core.connections.remove(id) else { return };
         // An error here has been logged by the loop; the socket is closed
         // below either way.
         let _ = core.event_loop.detach(connection.socket.as_raw_fd());
-        let port = core.listeners.get(connection.listener).and_then(Option::as_ref).map(|l| l.port);
+        let port = core.listeners.get(connection.listener).map(|listener| listener.port);
         logger!(
             LogLevel::Debug,
             "xps_connection_destroy()",
@@ -125,7 +132,7 @@ enum AfterRead {
 /// (`connection_loop_read_handler()`): receive, print, reverse, and queue
 /// the reply. Nothing is sent here: the write handler sends when the
 /// socket has room.
-fn connection_loop_read_handler(core: &mut XpsCore, ptr: usize) {
+fn connection_loop_read_handler(core: &mut XpsCore, ptr: ConnectionId) {
     if let AfterRead::Destroy = serve_message(core, ptr) {
         XpsConnection::destroy(core, ptr);
     }
@@ -134,11 +141,9 @@ fn connection_loop_read_handler(core: &mut XpsCore, ptr: usize) {
 /// One `recv()` and its queued reply. Borrows the connection and the core's
 /// buffer side by side, which is why it is apart from the handler that
 /// destroys.
-fn serve_message(core: &mut XpsCore, ptr: usize) -> AfterRead {
+fn serve_message(core: &mut XpsCore, ptr: ConnectionId) -> AfterRead {
     let XpsCore { connections, buffer, .. } = core;
-    let Some(connection) = connections.get_mut(ptr).and_then(Option::as_mut) else {
-        return AfterRead::Keep;
-    };
+    let Some(connection) = connections.get_mut(ptr) else { return AfterRead::Keep };
     // `read()` on a TcpStream is one recv() system call.
     let n = match connection.socket.read(buffer) {
         Ok(0) => {
@@ -184,10 +189,8 @@ fn print_message(message: &[u8]) {
 /// (`connection_loop_write_handler()`): sends as much of the queued replies
 /// as the socket takes, and drops from the list what was sent. A failed
 /// send ends the connection.
-fn connection_loop_write_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get_mut(ptr).and_then(Option::as_mut) else {
-        return;
-    };
+fn connection_loop_write_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get_mut(ptr) else { return };
     if let Err(err) = send_queued(connection) {
         logger!(LogLevel::Error, "connection_loop_write_handler()", "send() failed: {err}");
         XpsConnection::destroy(core, ptr);
@@ -249,10 +252,8 @@ fn send_buffers(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize>
 /// closed both ways, so there is no one to read from or send to. The
 /// error, if the socket holds one, goes to the log; then the connection
 /// is destroyed.
-fn connection_loop_close_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else {
-        return;
-    };
+fn connection_loop_close_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get(ptr) else { return };
     match connection.socket.take_error() {
         Ok(Some(err)) => {
             logger!(LogLevel::Error, "connection_loop_close_handler()", "connection failed: {err}")

@@ -2,7 +2,9 @@
 //! a client connects, the loop calls [`listener_connection_handler`], which
 //! accepts it and creates a connection.
 
-use crate::core::xps_core::{XpsCore, take_from_slot};
+use crate::core::xps_core::XpsCore;
+use crate::core::xps_loop::EventCallbacks;
+use crate::core::xps_slots::Id;
 use crate::logger;
 use crate::network::xps_connection::XpsConnection;
 use crate::utils::xps_logger::LogLevel;
@@ -12,6 +14,9 @@ use std::fs::File;
 use std::io;
 use std::net::{SocketAddrV4, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// The id of a listener in `core.listeners`.
+pub type ListenerId = Id<XpsListener>;
 
 // ANCHOR: xps_listener
 /// One listening socket: `xps_listener_t` in C.
@@ -38,11 +43,11 @@ impl XpsListener {
     // ANCHOR: create
     /// `xps_listener_create()`: opens a listening socket on `host:port`,
     /// adds the listener to the core and attaches it to the loop. Returns
-    /// the listener's id in `core.listeners`.
+    /// the listener's id.
     ///
     /// Every failure is logged as an ERROR naming host and port; whatever was
     /// opened so far is closed by `Drop` on the way out.
-    pub fn create(core: &mut XpsCore, host: &str, port: u16) -> io::Result<usize> {
+    pub fn create(core: &mut XpsCore, host: &str, port: u16) -> io::Result<ListenerId> {
         let fail = |step: &str, err: io::Error| {
             logger!(
                 LogLevel::Error,
@@ -59,19 +64,11 @@ impl XpsListener {
         let spare_fd = File::open("/dev/null").ok();
         let listener =
             XpsListener { host: host.to_string(), port, socket, spare_fd, out_of_fds: false };
-        let id = core.add_listener(listener);
-        // A listener only reads (accepts): no write or close callback.
-        let attached = core.event_loop.attach(
-            fd,
-            libc::EPOLLIN as u32,
-            id,
-            listener_connection_handler,
-            None,
-            None,
-        );
-        if let Err(err) = attached {
-            // Undo the add; dropping the listener closes its socket.
-            take_from_slot(&mut core.listeners, &mut core.n_null_listeners, id);
+        let id = core.listeners.insert(listener);
+        let callbacks = EventCallbacks::Listener { ptr: id, read_cb: listener_connection_handler };
+        if let Err(err) = core.event_loop.attach(fd, libc::EPOLLIN as u32, callbacks) {
+            // Undo the insert; dropping the listener closes its socket.
+            core.listeners.remove(id);
             return Err(fail("xps_loop_attach()", err));
         }
         logger!(LogLevel::Debug, "xps_listener_create()", "created listener on {host}:{port}");
@@ -82,11 +79,8 @@ impl XpsListener {
     // ANCHOR: destroy
     /// `xps_listener_destroy()`: detaches the listener from the loop, empties
     /// its slot in the core and closes its socket.
-    pub fn destroy(core: &mut XpsCore, id: usize) {
-        let Some(listener) = take_from_slot(&mut core.listeners, &mut core.n_null_listeners, id)
-        else {
-            return;
-        };
+    pub fn destroy(core: &mut XpsCore, id: ListenerId) {
+        let Some(listener) = core.listeners.remove(id) else { return };
         // An error here has been logged by the loop; the socket is closed
         // below either way.
         let _ = core.event_loop.detach(listener.socket.as_raw_fd());
@@ -159,10 +153,8 @@ fn open_listening_socket(addr: SocketAddrV4) -> Result<TcpListener, (&'static st
 // ANCHOR: connection_handler
 /// Called by the loop when listener `ptr` has a client waiting: accepts it
 /// and creates a connection for it (`listener_connection_handler()`).
-fn listener_connection_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(listener) = core.listeners.get_mut(ptr).and_then(Option::as_mut) else {
-        return;
-    };
+fn listener_connection_handler(core: &mut XpsCore, ptr: ListenerId) {
+    let Some(listener) = core.listeners.get_mut(ptr) else { return };
     let port = listener.port;
     let socket = match listener.socket.accept() {
         Ok((socket, _peer)) => {
@@ -195,7 +187,7 @@ fn listener_connection_handler(core: &mut XpsCore, ptr: usize) {
     // On failure the socket has been dropped, which closes it: the client
     // sees its connection closed. The error is already logged.
     if let Ok(id) = XpsConnection::create(core, socket, ptr)
-        && let Some(connection) = &core.connections[id]
+        && let Some(connection) = core.connections.get(id)
     {
         logger!(
             LogLevel::Info,

@@ -2,6 +2,7 @@
 //! loop, every listener and every connection, so dropping it cleans up all.
 
 use crate::core::xps_loop::XpsLoop;
+use crate::core::xps_slots::Slots;
 use crate::logger;
 use crate::network::xps_connection::XpsConnection;
 use crate::network::xps_listener::XpsListener;
@@ -15,23 +16,28 @@ use std::io;
 /// ```text
 ///              XpsCore
 ///       ┌─────────┼──────────────┐
-///   event_loop  listeners[]  connections[]
+///   event_loop  listeners     connections
+///                 (Slots)       (Slots)
 /// ```
 ///
-/// Listeners and connections live in lists of slots. Destroying one empties
-/// its slot (the course's "set the pointer to NULL") instead of removing it,
-/// because the position in the list is the `ptr` its loop event carries.
+/// The core owns every listener and every connection, each in a slot of a
+/// [`Slots`] table: the course's lists of pointers. Destroying one empties
+/// its slot (the course's "set the pointer to NULL"). Everything else names
+/// them by id (`ListenerId`, `ConnectionId`): a loop event, a connection
+/// its listener. An id carries its slot's generation, so the id of an
+/// object destroyed never finds the one that takes its slot next.
+///
+/// The C core also counts the NULL entries of each list
+/// (`n_null_listeners`, `n_null_connections`), to compact the lists once
+/// there are too many. A `Slots` table refills its empty slots instead, so
+/// it needs neither the count nor the compaction.
 pub struct XpsCore {
     /// The event loop that drives everything.
     pub event_loop: XpsLoop,
-    /// Every listener, by id; `None` where one was destroyed.
-    pub listeners: Vec<Option<XpsListener>>,
-    /// Every connection, by id; `None` where one was destroyed.
-    pub connections: Vec<Option<XpsConnection>>,
-    /// How many entries of `listeners` are `None`.
-    pub n_null_listeners: usize,
-    /// How many entries of `connections` are `None`.
-    pub n_null_connections: usize,
+    /// Every listener (the course's `listeners`).
+    pub listeners: Slots<XpsListener>,
+    /// Every connection (the course's `connections`).
+    pub connections: Slots<XpsConnection>,
     /// The buffer every `recv()` reads into. In C it sits on the stack of the
     /// read handler; one buffer owned by the core serves every connection
     /// without costing 100 KB each.
@@ -53,10 +59,8 @@ impl XpsCore {
         })?;
         let core = XpsCore {
             event_loop,
-            listeners: Vec::new(),
-            connections: Vec::new(),
-            n_null_listeners: 0,
-            n_null_connections: 0,
+            listeners: Slots::default(),
+            connections: Slots::default(),
             buffer: vec![0; DEFAULT_BUFFER_SIZE].into_boxed_slice(),
             running: false,
         };
@@ -70,15 +74,11 @@ impl XpsCore {
     /// then the loop. Taking `self` by value means nothing can use the core
     /// afterwards.
     pub fn destroy(mut self) {
-        for id in 0..self.connections.len() {
-            if self.connections[id].is_some() {
-                XpsConnection::destroy(&mut self, id);
-            }
+        for id in self.connections.ids() {
+            XpsConnection::destroy(&mut self, id);
         }
-        for id in 0..self.listeners.len() {
-            if self.listeners[id].is_some() {
-                XpsListener::destroy(&mut self, id);
-            }
+        for id in self.listeners.ids() {
+            XpsListener::destroy(&mut self, id);
         }
         self.event_loop.destroy();
         logger!(LogLevel::Debug, "xps_core_destroy()", "destroyed core");
@@ -101,7 +101,7 @@ impl XpsCore {
         for &port in ports {
             // A failure has been logged by xps_listener_create() itself.
             if let Ok(id) = XpsListener::create(self, host, port)
-                && let Some(listener) = &self.listeners[id]
+                && let Some(listener) = self.listeners.get(id)
             {
                 // With port 0 the OS chose the port: log the real one.
                 logger!(
@@ -134,62 +134,4 @@ impl XpsCore {
         self.running = false;
     }
     // ANCHOR_END: stop
-
-    // ANCHOR: slots
-    /// Stores a new listener and returns its id.
-    pub fn add_listener(&mut self, listener: XpsListener) -> usize {
-        store_in_slot(&mut self.listeners, &mut self.n_null_listeners, listener)
-    }
-
-    /// Stores a new connection and returns its id.
-    pub fn add_connection(&mut self, connection: XpsConnection) -> usize {
-        store_in_slot(&mut self.connections, &mut self.n_null_connections, connection)
-    }
-}
-
-/// Puts `item` in the first empty slot, or at the end if there is none.
-///
-/// The course compacts its lists once they hold too many NULLs. Compacting
-/// would move live entries and change the ids their loop events carry, so
-/// the Rust port reuses empty slots instead: the lists never grow beyond the
-/// largest number of listeners or connections open at one time.
-fn store_in_slot<T>(slots: &mut Vec<Option<T>>, n_null: &mut usize, item: T) -> usize {
-    if *n_null > 0
-        && let Some(id) = slots.iter().position(Option::is_none)
-    {
-        slots[id] = Some(item);
-        *n_null -= 1;
-        return id;
-    }
-    slots.push(Some(item));
-    slots.len() - 1
-}
-
-/// Empties slot `id` and counts it, returning what it held.
-pub fn take_from_slot<T>(slots: &mut [Option<T>], n_null: &mut usize, id: usize) -> Option<T> {
-    let item = slots.get_mut(id)?.take()?;
-    *n_null += 1;
-    Some(item)
-}
-// ANCHOR_END: slots
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_slots_are_reused_and_counted() {
-        let mut slots = Vec::new();
-        let mut n_null = 0;
-        assert_eq!(store_in_slot(&mut slots, &mut n_null, 'a'), 0);
-        assert_eq!(store_in_slot(&mut slots, &mut n_null, 'b'), 1);
-        assert_eq!(store_in_slot(&mut slots, &mut n_null, 'c'), 2);
-        assert_eq!(take_from_slot(&mut slots, &mut n_null, 1), Some('b'));
-        assert_eq!(take_from_slot(&mut slots, &mut n_null, 1), None);
-        assert_eq!(n_null, 1);
-        assert_eq!(store_in_slot(&mut slots, &mut n_null, 'd'), 1);
-        assert_eq!(n_null, 0);
-        assert_eq!(slots, vec![Some('a'), Some('d'), Some('c')]);
-        assert_eq!(store_in_slot(&mut slots, &mut n_null, 'e'), 3);
-    }
 }

@@ -16,9 +16,12 @@
 //! the connection forever ready and poll with timeout 0, at full CPU: stage
 //! 8's flaw again.
 
-use crate::core::xps_core::{XpsCore, take_from_slot};
+use crate::core::xps_core::XpsCore;
+use crate::core::xps_loop::EventCallbacks;
 use crate::core::xps_loop::XpsLoop;
+use crate::core::xps_slots::Id;
 use crate::logger;
+use crate::network::xps_listener::ListenerId;
 use crate::utils::xps_buffer::{XpsBuffer, XpsBufferList};
 use crate::utils::xps_logger::{LogLevel, print_line};
 use crate::utils::xps_utils::{escape_for_terminal, get_remote_ip, reverse_in_place};
@@ -26,6 +29,9 @@ use crate::xps::{MAX_SEND_BUFFERS, XpsHandler};
 use std::io::{self, IoSlice, Read};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+
+/// The id of a connection in `core.connections`.
+pub type ConnectionId = Id<XpsConnection>;
 
 // ANCHOR: xps_connection
 /// One connected client: `xps_connection_t` in C.
@@ -37,8 +43,9 @@ pub struct XpsConnection {
     /// The connected socket (`sock_fd` in C), closed when dropped. It is
     /// non-blocking: the listener made it so before creating the connection.
     pub socket: TcpStream,
-    /// Id of the listener that accepted it, in `core.listeners`.
-    pub listener: usize,
+    /// The listener that accepted it (a pointer in C). It may be destroyed
+    /// first: then the id finds nothing.
+    pub listener: ListenerId,
     /// The client's IP address, for the log.
     pub remote_ip: String,
     /// Replies not sent yet, oldest first.
@@ -53,18 +60,14 @@ pub struct XpsConnection {
     /// [`connection_read_handler`]. The course's stage 9 names this field
     /// `recv_handler` and its stage 10 text `receive_handler`; this port
     /// keeps `recv_handler`, the name of the stage that introduces it.
-    pub recv_handler: XpsHandler,
+    pub recv_handler: XpsHandler<ConnectionId>,
     /// What `handle_connections()` calls while `write_ready` with replies
     /// queued: [`connection_write_handler`].
-    pub send_handler: XpsHandler,
+    pub send_handler: XpsHandler<ConnectionId>,
     /// True while the connection has an entry in the loop's ready queue, so
     /// that it never has two (not in the course; see
     /// `XpsLoop::handle_connections`).
     pub queued: bool,
-    /// A number no other connection of this server has had, to tell this
-    /// connection from a later one in the same slot (not in the course; see
-    /// `ReadyConnection` in xps_loop.rs).
-    pub serial: u64,
 }
 // ANCHOR_END: xps_connection
 
@@ -72,7 +75,11 @@ impl XpsConnection {
     // ANCHOR: create
     /// `xps_connection_create()`: adds an accepted socket to the core and
     /// attaches it to the loop. Returns the connection's id.
-    pub fn create(core: &mut XpsCore, socket: TcpStream, listener: usize) -> io::Result<usize> {
+    pub fn create(
+        core: &mut XpsCore,
+        socket: TcpStream,
+        listener: ListenerId,
+    ) -> io::Result<ConnectionId> {
         let fail = |step: &str, err: io::Error| {
             logger!(LogLevel::Error, "xps_connection_create()", "{step} failed: {err}");
             err
@@ -86,8 +93,7 @@ impl XpsConnection {
         };
         let fd = socket.as_raw_fd();
 
-        let serial = core.event_loop.new_serial();
-        let id = core.add_connection(XpsConnection {
+        let id = core.connections.insert(XpsConnection {
             socket,
             listener,
             remote_ip,
@@ -100,22 +106,21 @@ impl XpsConnection {
             recv_handler: connection_read_handler,
             send_handler: connection_write_handler,
             queued: false,
-            serial,
         });
         // Edge-triggered: EPOLLOUT is reported when the socket becomes
         // writable, not on every wait while it is, so an idle client no
         // longer keeps the loop awake (stage 8's Experiment 1).
-        let attached = core.event_loop.attach(
-            fd,
-            (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32,
-            id,
-            connection_loop_read_handler,
-            Some(connection_loop_write_handler),
-            Some(connection_loop_close_handler),
-        );
+        let callbacks = EventCallbacks::Connection {
+            ptr: id,
+            read_cb: connection_loop_read_handler,
+            write_cb: connection_loop_write_handler,
+            close_cb: connection_loop_close_handler,
+        };
+        let flags = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32;
+        let attached = core.event_loop.attach(fd, flags, callbacks);
         if let Err(err) = attached {
-            // Undo the add; dropping the connection closes its socket.
-            take_from_slot(&mut core.connections, &mut core.n_null_connections, id);
+            // Undo the insert; dropping the connection closes its socket.
+            core.connections.remove(id);
             return Err(fail("xps_loop_attach()", err));
         }
         logger!(LogLevel::Debug, "xps_connection_create()", "created connection");
@@ -127,16 +132,12 @@ impl XpsConnection {
     /// `xps_connection_destroy()`: empties the connection's slot, detaches it
     /// from the loop, closes its socket and destroys its buffer list, with
     /// any replies the client never took. The listener is left alone.
-    pub fn destroy(core: &mut XpsCore, id: usize) {
-        let Some(connection) =
-            take_from_slot(&mut core.connections, &mut core.n_null_connections, id)
-        else {
-            return;
-        };
+    pub fn destroy(core: &mut XpsCore, id: ConnectionId) {
+        let Some(connection) = core.connections.remove(id) else { return };
         // An error here has been logged by the loop; the socket is closed
         // below either way.
         let _ = core.event_loop.detach(connection.socket.as_raw_fd());
-        let port = core.listeners.get(connection.listener).and_then(Option::as_ref).map(|l| l.port);
+        let port = core.listeners.get(connection.listener).map(|listener| listener.port);
         logger!(
             LogLevel::Debug,
             "xps_connection_destroy()",
@@ -166,20 +167,16 @@ impl XpsConnection {
 /// Called by the loop when connection `ptr`'s socket became readable
 /// (`connection_loop_read_handler()`). No `recv()` here: it notes that the
 /// connection is ready to read, and `handle_connections()` reads.
-fn connection_loop_read_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get_mut(ptr).and_then(Option::as_mut) else {
-        return;
-    };
+fn connection_loop_read_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get_mut(ptr) else { return };
     connection.read_ready = true;
     XpsLoop::queue_connection(core, ptr);
 }
 
 /// Called by the loop when connection `ptr`'s socket became writable
 /// (`connection_loop_write_handler()`): notes that the connection may send.
-fn connection_loop_write_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get_mut(ptr).and_then(Option::as_mut) else {
-        return;
-    };
+fn connection_loop_write_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get_mut(ptr) else { return };
     connection.write_ready = true;
     // Queued only if it has replies waiting (see `is_ready`): a client
     // that has just connected, or has taken all its replies, is writable
@@ -208,7 +205,7 @@ enum AfterRead {
 /// without pause would otherwise keep the server reading its bytes while
 /// every other client waits. The flag stays set, and the connection gets
 /// its next turn after the others have had theirs.
-fn connection_read_handler(core: &mut XpsCore, ptr: usize) {
+fn connection_read_handler(core: &mut XpsCore, ptr: ConnectionId) {
     if let AfterRead::Destroy = serve_message(core, ptr) {
         XpsConnection::destroy(core, ptr);
     }
@@ -217,11 +214,9 @@ fn connection_read_handler(core: &mut XpsCore, ptr: usize) {
 /// One `recv()` and its queued reply. Borrows the connection and the core's
 /// buffer side by side, which is why it is apart from the handler that
 /// destroys.
-fn serve_message(core: &mut XpsCore, ptr: usize) -> AfterRead {
+fn serve_message(core: &mut XpsCore, ptr: ConnectionId) -> AfterRead {
     let XpsCore { connections, buffer, .. } = core;
-    let Some(connection) = connections.get_mut(ptr).and_then(Option::as_mut) else {
-        return AfterRead::Keep;
-    };
+    let Some(connection) = connections.get_mut(ptr) else { return AfterRead::Keep };
     // `read()` on a TcpStream is one recv() system call.
     let n = match connection.socket.read(buffer) {
         Ok(0) => {
@@ -268,10 +263,8 @@ fn print_message(message: &[u8]) {
 /// by `handle_connections()` while connection `ptr` is `write_ready` with
 /// replies queued: one send of as much of them as the socket takes; what
 /// was sent is dropped from the list. A failed send ends the connection.
-fn connection_write_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get_mut(ptr).and_then(Option::as_mut) else {
-        return;
-    };
+fn connection_write_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get_mut(ptr) else { return };
     if let Err(err) = send_queued(connection) {
         logger!(LogLevel::Error, "connection_write_handler()", "send() failed: {err}");
         XpsConnection::destroy(core, ptr);
@@ -338,10 +331,8 @@ fn send_buffers(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize>
 /// closed both ways, so there is no one to read from or send to. The
 /// error, if the socket holds one, goes to the log; then the connection
 /// is destroyed.
-fn connection_loop_close_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else {
-        return;
-    };
+fn connection_loop_close_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get(ptr) else { return };
     match connection.socket.take_error() {
         Ok(Some(err)) => {
             logger!(LogLevel::Error, "connection_loop_close_handler()", "connection failed: {err}")
@@ -364,19 +355,21 @@ pub(crate) mod tests {
 
     /// A new connection of `core` and the client at its other end: the
     /// connection's id and the client's socket.
-    pub(crate) fn connect_client(core: &mut XpsCore) -> (usize, TcpStream) {
+    pub(crate) fn connect_client(core: &mut XpsCore) -> (ConnectionId, TcpStream) {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let (socket, _peer) = listener.accept().unwrap();
         make_socket_non_blocking(socket.as_raw_fd()).unwrap();
-        let id = XpsConnection::create(core, socket, 0).unwrap();
+        // A listener id that names no listener: a connection outlives its
+        // listener as well.
+        let id = XpsConnection::create(core, socket, Id::for_test(0)).unwrap();
         (id, client)
     }
 
     /// Connection `id`, which must exist.
-    pub(crate) fn connection(core: &mut XpsCore, id: usize) -> &mut XpsConnection {
-        core.connections[id].as_mut().unwrap()
+    pub(crate) fn connection(core: &mut XpsCore, id: ConnectionId) -> &mut XpsConnection {
+        core.connections.get_mut(id).unwrap()
     }
 
     /// Runs rounds of the loop (waits and callbacks, no handlers) until
@@ -472,11 +465,12 @@ pub(crate) mod tests {
         let mut core = running_core();
         let (id, client) = connect_client(&mut core);
         drop(client);
-        assert!(dispatch_until(&mut core, |core| core.connections[id]
-            .as_ref()
+        assert!(dispatch_until(&mut core, |core| core
+            .connections
+            .get(id)
             .is_none_or(|conn| conn.read_ready)));
         connection_read_handler(&mut core, id);
-        assert!(core.connections[id].is_none());
+        assert!(core.connections.get(id).is_none());
         core.destroy();
     }
 }

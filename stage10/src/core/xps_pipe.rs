@@ -26,18 +26,20 @@
 //! ```
 //!
 //! Ownership: the core owns every pipe, source and sink, in
-//! [`Slots`](crate::core::xps_slots::Slots) tables. A pipe names its
-//! source and sink, and each end names its pipe, by an id with a
-//! generation (`PipeId`, `SourceId`, `SinkId`); an owner (a connection)
-//! names its source and sink the same way, and an end names its owner by
-//! the owner's id in the core (`ptr`, the course's `void *ptr`). Every
-//! function here takes the core and ids: no pointers, no
-//! `Rc<RefCell<..>>`, and an id whose object is gone is simply not found.
+//! [`Slots`](crate::core::xps_slots::Slots) tables, as it owns listeners
+//! and connections. A pipe names its source and sink, and each end names
+//! its pipe, by an id with a generation (`PipeId`, `SourceId`, `SinkId`);
+//! an owner (a connection) names its source and sink the same way, and an
+//! end names its owner by the owner's typed id (`ptr`, the course's
+//! `void *ptr`: see [`EndCallbacks`]). Every function here takes the core
+//! and ids: no pointers, no `Rc<RefCell<..>>`, and an id whose object is
+//! gone is simply not found.
 
 use crate::core::xps_core::XpsCore;
 use crate::core::xps_loop::XpsLoop;
 use crate::core::xps_slots::Id;
 use crate::logger;
+use crate::network::xps_connection::ConnectionId;
 use crate::utils::xps_buffer::{XpsBuffer, XpsBufferList};
 use crate::utils::xps_logger::LogLevel;
 use crate::xps::{XpsError, XpsHandler};
@@ -71,48 +73,88 @@ pub struct XpsPipe {
 
 // ANCHOR: xps_pipe_ends
 /// The end that writes into a pipe: `xps_pipe_source_t` in C.
+///
+/// Its fields are private: `ready` changes through
+/// [`XpsPipeSource::set_ready`], which also puts the pipe in the loop's
+/// ready queue when that gives it work, and `pipe` and `active` change only
+/// through the pipe functions. A flag flipped without the queue being told
+/// would leave a ready end waiting for an event that never comes.
 #[derive(Debug)]
 pub struct XpsPipeSource {
     /// The pipe it is attached to, if any.
-    pub pipe: Option<PipeId>,
-    /// The owner has bytes to write (its socket is readable): set by the
-    /// loop's read callback, cleared when `recv()` says `EAGAIN`.
-    pub ready: bool,
+    pipe: Option<PipeId>,
+    /// The owner has bytes to write (for a connection: its socket is
+    /// readable). Set when the loop reports the socket readable, cleared
+    /// when `recv()` says `EAGAIN`.
+    ready: bool,
     /// Attached to a pipe that still wants its bytes. `handle_pipes()`
     /// clears it when the sink is gone (nobody would read what it writes)
-    /// and then calls `close_cb`.
-    pub active: bool,
-    /// Called by `handle_pipes()` while the source is ready and the pipe
-    /// writable: it reads from the owner and writes into the pipe.
-    pub handler_cb: XpsHandler,
-    /// Called by `handle_pipes()` once the source has been deactivated.
-    pub close_cb: XpsHandler,
-    /// The owner's id, passed to both callbacks (C's `void *ptr`).
-    pub ptr: usize,
+    /// and then calls the owner's `close_cb`.
+    active: bool,
+    /// Its owner and the owner's `handler_cb` and `close_cb`.
+    callbacks: EndCallbacks,
 }
 
 /// The end that reads from a pipe: `xps_pipe_sink_t` in C. The same shape
-/// as the source; its `ready` is set by the loop's write callback and
-/// cleared when `send()` says `EAGAIN`.
+/// as the source; its `ready` says the owner can take bytes (for a
+/// connection: its socket is writable).
 #[derive(Debug)]
 pub struct XpsPipeSink {
     /// The pipe it is attached to, if any.
-    pub pipe: Option<PipeId>,
-    /// The owner can take bytes (its socket is writable).
-    pub ready: bool,
+    pipe: Option<PipeId>,
+    /// The owner can take bytes. Set when the loop reports the socket
+    /// writable, cleared when `send()` says `EAGAIN`.
+    ready: bool,
     /// Attached to a pipe that may still have bytes for it. Cleared by
     /// `handle_pipes()` once the source is gone and the pipe is empty;
-    /// then `close_cb` is called.
-    pub active: bool,
-    /// Called by `handle_pipes()` while the sink is ready and the pipe
-    /// readable: it reads from the pipe, sends, and clears what was sent.
-    pub handler_cb: XpsHandler,
-    /// Called by `handle_pipes()` once the sink has been deactivated.
-    pub close_cb: XpsHandler,
-    /// The owner's id, passed to both callbacks.
-    pub ptr: usize,
+    /// then the owner's `close_cb` is called.
+    active: bool,
+    /// Its owner and the owner's `handler_cb` and `close_cb`.
+    callbacks: EndCallbacks,
 }
 // ANCHOR_END: xps_pipe_ends
+
+// ANCHOR: end_callbacks
+/// Whose end it is, and what `handle_pipes()` calls on it: the course's
+/// `ptr`, `handler_cb` and `close_cb`, kept together as the loop keeps an
+/// event's (`EventCallbacks`).
+///
+/// The course's pipe calls `handler_cb(end)` and `close_cb(end)`, and each
+/// callback reads its owner from `end->ptr`, a `void *` it casts. Here the
+/// pipe hands each callback its owner's id, typed: a connection's handler
+/// can only ever be called with a connection. This stage has one kind of
+/// owner; files (stage 12) and sessions (stage 13) are the next.
+#[derive(Debug, Clone, Copy)]
+pub enum EndCallbacks {
+    /// An end of a connection.
+    Connection {
+        /// The connection's id.
+        ptr: ConnectionId,
+        /// Called while the end is ready and the pipe can serve it: a
+        /// source's reads from the owner into the pipe, a sink's sends
+        /// from the pipe.
+        handler_cb: XpsHandler<ConnectionId>,
+        /// Called once the end has been deactivated.
+        close_cb: XpsHandler<ConnectionId>,
+    },
+}
+
+impl EndCallbacks {
+    /// Calls `handler_cb` with its owner's id.
+    pub fn handle(self, core: &mut XpsCore) {
+        match self {
+            EndCallbacks::Connection { ptr, handler_cb, .. } => handler_cb(core, ptr),
+        }
+    }
+
+    /// Calls `close_cb` with its owner's id.
+    pub fn close(self, core: &mut XpsCore) {
+        match self {
+            EndCallbacks::Connection { ptr, close_cb, .. } => close_cb(core, ptr),
+        }
+    }
+}
+// ANCHOR_END: end_callbacks
 
 impl XpsPipe {
     // ANCHOR: pipe_create
@@ -198,6 +240,12 @@ impl XpsPipe {
     // ANCHOR: attach
     /// `xps_pipe_attach_source()`: joins `source` to the pipe and makes it
     /// active. Fails if either is gone, or either is already joined.
+    ///
+    /// An end may be ready before it has a pipe (a file is ready from
+    /// birth, in stage 12). So once both ends are attached, the pipe goes
+    /// to the loop's ready queue if that gives it work, and a ready source
+    /// is served without any event. (Not before: a pipe with one end
+    /// attached is being built, not losing its other end.)
     pub fn attach_source(core: &mut XpsCore, id: PipeId, source: SourceId) -> Result<(), XpsError> {
         let XpsCore { pipes, sources, .. } = core;
         let (pipe, end) = (pipes.get_mut(id), sources.get_mut(source));
@@ -208,11 +256,15 @@ impl XpsPipe {
         pipe.source = Some(source);
         end.pipe = Some(id);
         end.active = true;
+        if pipe.sink.is_some() {
+            XpsLoop::queue_pipe(core, id);
+        }
         Ok(())
     }
 
     /// `xps_pipe_attach_sink()`: joins `sink` to the pipe and makes it
-    /// active. Fails if either is gone, or either is already joined.
+    /// active, and queues the pipe as above once it has both ends. Fails if
+    /// either is gone, or either is already joined.
     pub fn attach_sink(core: &mut XpsCore, id: PipeId, sink: SinkId) -> Result<(), XpsError> {
         let XpsCore { pipes, sinks, .. } = core;
         let (pipe, end) = (pipes.get_mut(id), sinks.get_mut(sink));
@@ -223,6 +275,9 @@ impl XpsPipe {
         pipe.sink = Some(sink);
         end.pipe = Some(id);
         end.active = true;
+        if pipe.source.is_some() {
+            XpsLoop::queue_pipe(core, id);
+        }
         Ok(())
     }
     // ANCHOR_END: attach
@@ -258,28 +313,30 @@ impl XpsPipe {
     // ANCHOR_END: detach
 
     // ANCHOR: turns
-    /// The source's handler and owner, if `handle_pipes()` should call it
-    /// now: the source is attached, active and ready, and the pipe has room.
-    pub fn source_turn(core: &XpsCore, id: PipeId) -> Option<(XpsHandler, usize)> {
+    /// The source's callbacks, if `handle_pipes()` should call its
+    /// handler now: the source is attached, active and ready, and the pipe
+    /// has room.
+    pub fn source_turn(core: &XpsCore, id: PipeId) -> Option<EndCallbacks> {
         let pipe = core.pipes.get(id)?;
         let source = core.sources.get(pipe.source?)?;
         let due = source.active && source.ready && pipe.is_writable();
-        due.then_some((source.handler_cb, source.ptr))
+        due.then_some(source.callbacks)
     }
 
-    /// The sink's handler and owner, if `handle_pipes()` should call it
-    /// now: the sink is attached, active and ready, and the pipe holds bytes.
-    pub fn sink_turn(core: &XpsCore, id: PipeId) -> Option<(XpsHandler, usize)> {
+    /// The sink's callbacks, if `handle_pipes()` should call its handler
+    /// now: the sink is attached, active and ready, and the pipe holds
+    /// bytes.
+    pub fn sink_turn(core: &XpsCore, id: PipeId) -> Option<EndCallbacks> {
         let pipe = core.pipes.get(id)?;
         let sink = core.sinks.get(pipe.sink?)?;
         let due = sink.active && sink.ready && pipe.is_readable();
-        due.then_some((sink.handler_cb, sink.ptr))
+        due.then_some(sink.callbacks)
     }
 
     /// If the pipe's source is still active but its sink is gone, nobody
-    /// will ever read what it writes: deactivates it and returns its close
-    /// callback and owner, for `handle_pipes()` to call.
-    pub fn end_orphaned_source(core: &mut XpsCore, id: PipeId) -> Option<(XpsHandler, usize)> {
+    /// will ever read what it writes: deactivates it and returns its
+    /// callbacks, for `handle_pipes()` to call `close_cb`.
+    pub fn end_orphaned_source(core: &mut XpsCore, id: PipeId) -> Option<EndCallbacks> {
         let pipe = core.pipes.get(id)?;
         if pipe.sink.is_some() {
             return None;
@@ -289,14 +346,14 @@ impl XpsPipe {
             return None;
         }
         source.active = false;
-        Some((source.close_cb, source.ptr))
+        Some(source.callbacks)
     }
 
     /// If the pipe's sink is still active but its source is gone and the
     /// pipe is empty, nothing more will come: deactivates it and returns
-    /// its close callback and owner. (While the pipe still holds bytes the
-    /// sink stays, and drains it first.)
-    pub fn end_drained_sink(core: &mut XpsCore, id: PipeId) -> Option<(XpsHandler, usize)> {
+    /// its callbacks. (While the pipe still holds bytes the sink stays, and
+    /// drains it first.)
+    pub fn end_drained_sink(core: &mut XpsCore, id: PipeId) -> Option<EndCallbacks> {
         let pipe = core.pipes.get(id)?;
         if pipe.source.is_some() || pipe.is_readable() {
             return None;
@@ -306,7 +363,7 @@ impl XpsPipe {
             return None;
         }
         sink.active = false;
-        Some((sink.close_cb, sink.ptr))
+        Some(sink.callbacks)
     }
 
     /// True if `handle_pipes()` has something to do for the pipe: one of
@@ -330,17 +387,12 @@ impl XpsPipe {
 
 impl XpsPipeSource {
     // ANCHOR: source_create
-    /// `xps_pipe_source_create()`: a source for the owner `ptr`, with its
-    /// two callbacks; not ready, and not active until attached to a pipe.
-    pub fn create(
-        core: &mut XpsCore,
-        ptr: usize,
-        handler_cb: XpsHandler,
-        close_cb: XpsHandler,
-    ) -> SourceId {
-        let source =
-            XpsPipeSource { pipe: None, ready: false, active: false, handler_cb, close_cb, ptr };
-        core.sources.insert(source)
+    /// `xps_pipe_source_create()`: a source for the owner and callbacks
+    /// that `callbacks` names; not ready, and not active until attached to
+    /// a pipe. C allocates it; here it is a value for the owner to store
+    /// in `core.sources`, whose id the owner keeps.
+    pub fn create(callbacks: EndCallbacks) -> XpsPipeSource {
+        XpsPipeSource { pipe: None, ready: false, active: false, callbacks }
     }
 
     /// `xps_pipe_source_destroy()`: detaches the source from its pipe, if
@@ -374,21 +426,46 @@ impl XpsPipeSource {
         core.pipes.get(core.sources.get(id)?.pipe?)
     }
     // ANCHOR_END: source_write
+
+    // ANCHOR: source_ready
+    /// Marks source `id` ready (its owner has bytes to write) or not, and
+    /// puts its pipe in the loop's ready queue if that gives it work. The
+    /// course's callers set `source->ready` themselves; here the flag and
+    /// the queue cannot disagree.
+    pub fn set_ready(core: &mut XpsCore, id: SourceId, ready: bool) {
+        let Some(source) = core.sources.get_mut(id) else { return };
+        source.ready = ready;
+        if let Some(pipe) = source.pipe {
+            XpsLoop::queue_pipe(core, pipe);
+        }
+    }
+
+    /// True if the source is ready. (The server only asks through the pipe
+    /// functions; the tests ask directly.)
+    #[cfg(test)]
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// True if the source is attached to a pipe that still wants its bytes.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// The pipe the source is attached to, if any.
+    pub fn pipe_id(&self) -> Option<PipeId> {
+        self.pipe
+    }
+    // ANCHOR_END: source_ready
 }
 
 impl XpsPipeSink {
     // ANCHOR: sink_create
-    /// `xps_pipe_sink_create()`: a sink for the owner `ptr`, with its two
-    /// callbacks; not ready, and not active until attached to a pipe.
-    pub fn create(
-        core: &mut XpsCore,
-        ptr: usize,
-        handler_cb: XpsHandler,
-        close_cb: XpsHandler,
-    ) -> SinkId {
-        let sink =
-            XpsPipeSink { pipe: None, ready: false, active: false, handler_cb, close_cb, ptr };
-        core.sinks.insert(sink)
+    /// `xps_pipe_sink_create()`: a sink for the owner and callbacks that
+    /// `callbacks` names; not ready, and not active until attached to a
+    /// pipe. A value for the owner to store in `core.sinks`, as above.
+    pub fn create(callbacks: EndCallbacks) -> XpsPipeSink {
+        XpsPipeSink { pipe: None, ready: false, active: false, callbacks }
     }
 
     /// `xps_pipe_sink_destroy()`: detaches the sink from its pipe, if any,
@@ -433,6 +510,31 @@ impl XpsPipeSink {
         pipe.buff_list.clear(len).map_err(|_| XpsError::Permission)
     }
     // ANCHOR_END: sink_read
+
+    // ANCHOR: sink_ready
+    /// Marks sink `id` ready (its owner can take bytes) or not, and queues
+    /// its pipe if that gives it work, as [`XpsPipeSource::set_ready`].
+    pub fn set_ready(core: &mut XpsCore, id: SinkId, ready: bool) {
+        let Some(sink) = core.sinks.get_mut(id) else { return };
+        sink.ready = ready;
+        if let Some(pipe) = sink.pipe {
+            XpsLoop::queue_pipe(core, pipe);
+        }
+    }
+
+    /// True if the sink is ready. (As for the source: for the tests.)
+    #[cfg(test)]
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// True if the sink is attached to a pipe that may still have bytes for
+    /// it.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    // ANCHOR_END: sink_ready
 }
 
 #[cfg(test)]
@@ -440,43 +542,69 @@ pub(crate) mod tests {
     //! Pipes between test ends whose callbacks only take notes: no sockets.
     use super::*;
     use crate::core::xps_loop::tests::{running_core, serial};
+    use crate::core::xps_slots::Id;
     use std::cell::RefCell;
 
     thread_local! {
         /// Which callbacks ran, in order: ("source" | "sink" |
         /// "source closed" | "sink closed", ptr).
-        static NOTES: RefCell<Vec<(&'static str, usize)>> = const { RefCell::new(Vec::new()) };
+        static NOTES: RefCell<Vec<(&'static str, ConnectionId)>> = const { RefCell::new(Vec::new()) };
     }
 
-    fn notes() -> Vec<(&'static str, usize)> {
+    fn notes() -> Vec<(&'static str, ConnectionId)> {
         NOTES.with(|notes| notes.take())
     }
 
-    fn note(what: &'static str, ptr: usize) {
+    fn note(what: &'static str, ptr: ConnectionId) {
         NOTES.with(|notes| notes.borrow_mut().push((what, ptr)));
     }
 
-    fn on_source(_core: &mut XpsCore, ptr: usize) {
+    fn on_source(_core: &mut XpsCore, ptr: ConnectionId) {
         note("source", ptr);
     }
 
-    fn on_sink(_core: &mut XpsCore, ptr: usize) {
+    fn on_sink(_core: &mut XpsCore, ptr: ConnectionId) {
         note("sink", ptr);
     }
 
-    fn on_source_close(_core: &mut XpsCore, ptr: usize) {
+    fn on_source_close(_core: &mut XpsCore, ptr: ConnectionId) {
         note("source closed", ptr);
     }
 
-    fn on_sink_close(_core: &mut XpsCore, ptr: usize) {
+    fn on_sink_close(_core: &mut XpsCore, ptr: ConnectionId) {
         note("sink closed", ptr);
+    }
+
+    /// The id of test owner `n`: the callbacks here only note it.
+    fn owner(n: u32) -> ConnectionId {
+        Id::for_test(n)
+    }
+
+    /// A source of test owner `n` that only takes notes.
+    fn test_source(core: &mut XpsCore, n: u32) -> SourceId {
+        let callbacks = EndCallbacks::Connection {
+            ptr: owner(n),
+            handler_cb: on_source,
+            close_cb: on_source_close,
+        };
+        core.sources.insert(XpsPipeSource::create(callbacks))
+    }
+
+    /// A sink of test owner `n` that only takes notes.
+    fn test_sink(core: &mut XpsCore, n: u32) -> SinkId {
+        let callbacks = EndCallbacks::Connection {
+            ptr: owner(n),
+            handler_cb: on_sink,
+            close_cb: on_sink_close,
+        };
+        core.sinks.insert(XpsPipeSink::create(callbacks))
     }
 
     /// A pipe of `thresh` bytes from a test source (owner 1) to a test sink
     /// (owner 2).
     pub(crate) fn test_pipe(core: &mut XpsCore, thresh: usize) -> (PipeId, SourceId, SinkId) {
-        let source = XpsPipeSource::create(core, 1, on_source, on_source_close);
-        let sink = XpsPipeSink::create(core, 2, on_sink, on_sink_close);
+        let source = test_source(core, 1);
+        let sink = test_sink(core, 2);
         let pipe = XpsPipe::create(core, thresh, source, sink).unwrap();
         (pipe, source, sink)
     }
@@ -570,16 +698,15 @@ pub(crate) mod tests {
         assert!(!XpsPipe::has_work(&core, pipe));
         // A ready source with room is served; a ready sink of an empty
         // pipe is not.
-        core.sources.get_mut(source).unwrap().ready = true;
-        core.sinks.get_mut(sink).unwrap().ready = true;
-        XpsLoop::queue_pipe(&mut core, pipe);
+        XpsPipeSource::set_ready(&mut core, source, true);
+        XpsPipeSink::set_ready(&mut core, sink, true);
         XpsLoop::handle_pipes(&mut core);
-        assert_eq!(notes(), vec![("source", 1)]);
+        assert_eq!(notes(), vec![("source", owner(1))]);
         // Full: the source waits, the sink is served.
         write(&mut core, source, &[b'x'; 1000]);
         XpsLoop::queue_pipe(&mut core, pipe);
         XpsLoop::handle_pipes(&mut core);
-        assert_eq!(notes(), vec![("sink", 2)]);
+        assert_eq!(notes(), vec![("sink", owner(2))]);
         core.destroy();
     }
 
@@ -591,7 +718,7 @@ pub(crate) mod tests {
         XpsPipeSink::destroy(&mut core, sink);
         assert!(core.pipes.get(pipe).unwrap().queued, "a pipe that lost an end has work");
         assert!(!XpsLoop::handle_pipes(&mut core), "nothing is left to do");
-        assert_eq!(notes(), vec![("source closed", 1)]);
+        assert_eq!(notes(), vec![("source closed", owner(1))]);
         assert!(!core.sources.get(source).unwrap().active);
         // Closed once, not on every pass.
         XpsLoop::queue_pipe(&mut core, pipe);
@@ -615,14 +742,13 @@ pub(crate) mod tests {
         // Bytes left and the sink not ready: wait for it, do not close.
         assert!(!XpsLoop::handle_pipes(&mut core));
         assert_eq!(notes(), vec![]);
-        core.sinks.get_mut(sink).unwrap().ready = true;
-        XpsLoop::queue_pipe(&mut core, pipe);
+        XpsPipeSink::set_ready(&mut core, sink, true);
         XpsLoop::handle_pipes(&mut core);
-        assert_eq!(notes(), vec![("sink", 2)], "the sink gets what is left");
+        assert_eq!(notes(), vec![("sink", owner(2))], "the sink gets what is left");
         XpsPipeSink::clear(&mut core, sink, 10).unwrap();
         XpsLoop::queue_pipe(&mut core, pipe);
         XpsLoop::handle_pipes(&mut core);
-        assert_eq!(notes(), vec![("sink closed", 2)]);
+        assert_eq!(notes(), vec![("sink closed", owner(2))]);
         core.destroy();
     }
 
@@ -631,19 +757,59 @@ pub(crate) mod tests {
         let _serial = serial();
         let mut core = running_core();
         let (old, source, _sink) = test_pipe(&mut core, 1000);
-        core.sources.get_mut(source).unwrap().ready = true;
-        XpsLoop::queue_pipe(&mut core, old);
+        XpsPipeSource::set_ready(&mut core, source, true);
+        assert!(core.pipes.get(old).unwrap().queued);
         XpsPipe::destroy(&mut core, old);
-        // A new pipe takes the old one's slot; its ends are ready too, but
-        // it was never queued: the old entry must not serve it.
+        // A new pipe takes the old one's slot; its source is ready too, but
+        // the pipe was never queued (the flag is set here without
+        // `set_ready`, as only this module can): the old entry must not
+        // serve it.
         let (new, new_source, _new_sink) = test_pipe(&mut core, 1000);
+        assert_eq!(old.slot(), new.slot(), "the slot was not reused");
         assert_ne!(old, new);
         core.sources.get_mut(new_source).unwrap().ready = true;
         assert!(!XpsLoop::handle_pipes(&mut core));
         assert_eq!(notes(), vec![]);
         XpsLoop::queue_pipe(&mut core, new);
         XpsLoop::handle_pipes(&mut core);
-        assert_eq!(notes(), vec![("source", 1)]);
+        assert_eq!(notes(), vec![("source", owner(1))]);
         core.destroy();
     }
+
+    #[test]
+    fn set_ready_queues_the_pipe_only_when_that_gives_it_work() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (pipe, source, sink) = test_pipe(&mut core, 1000);
+        // A ready sink with nothing to read is no work.
+        XpsPipeSink::set_ready(&mut core, sink, true);
+        assert!(!core.pipes.get(pipe).unwrap().queued);
+        XpsPipeSource::set_ready(&mut core, source, true);
+        assert!(core.pipes.get(pipe).unwrap().queued);
+        assert_eq!(core.event_loop.ready_pipes.len(), 1);
+        // Once queued is enough.
+        XpsPipeSource::set_ready(&mut core, source, true);
+        assert_eq!(core.event_loop.ready_pipes.len(), 1);
+        core.destroy();
+    }
+
+    // ANCHOR: ready_from_birth_test
+    #[test]
+    fn a_source_ready_before_it_has_a_pipe_is_served_without_any_event() {
+        let _serial = serial();
+        let mut core = running_core();
+        // Ready from birth, as a file is in stage 12: nothing to queue yet.
+        let source = test_source(&mut core, 1);
+        XpsPipeSource::set_ready(&mut core, source, true);
+        assert!(core.event_loop.ready_pipes.is_empty());
+        // Attaching it to a pipe with room is what queues the pipe.
+        let sink = test_sink(&mut core, 2);
+        let pipe = XpsPipe::create(&mut core, 1000, source, sink).unwrap();
+        assert!(core.pipes.get(pipe).unwrap().queued);
+        // One pass, no epoll_wait(): the source is served.
+        XpsLoop::handle_pipes(&mut core);
+        assert_eq!(notes(), vec![("source", owner(1))]);
+        core.destroy();
+    }
+    // ANCHOR_END: ready_from_birth_test
 }

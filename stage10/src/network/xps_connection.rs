@@ -22,10 +22,12 @@
 //! skipped, its bytes wait in the kernel's buffers, and TCP stops it from
 //! sending more. That is the memory bound of this stage.
 
-use crate::core::xps_core::{XpsCore, take_from_slot};
-use crate::core::xps_loop::XpsLoop;
-use crate::core::xps_pipe::{SinkId, SourceId, XpsPipe, XpsPipeSink, XpsPipeSource};
+use crate::core::xps_core::XpsCore;
+use crate::core::xps_loop::EventCallbacks;
+use crate::core::xps_pipe::{EndCallbacks, SinkId, SourceId, XpsPipe, XpsPipeSink, XpsPipeSource};
+use crate::core::xps_slots::Id;
 use crate::logger;
+use crate::network::xps_listener::ListenerId;
 use crate::utils::xps_buffer::XpsBuffer;
 use crate::utils::xps_logger::{LogLevel, print_line};
 use crate::utils::xps_utils::{escape_for_terminal, get_remote_ip};
@@ -33,6 +35,9 @@ use crate::xps::MAX_SEND_BUFFERS;
 use std::io::{self, IoSlice, Read};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+
+/// The id of a connection in `core.connections`.
+pub type ConnectionId = Id<XpsConnection>;
 
 // ANCHOR: xps_connection
 /// One connected client: `xps_connection_t` in C.
@@ -45,8 +50,9 @@ pub struct XpsConnection {
     /// The connected socket (`sock_fd` in C), closed when dropped. It is
     /// non-blocking: the listener made it so before creating the connection.
     pub socket: TcpStream,
-    /// Id of the listener that accepted it, in `core.listeners`.
-    pub listener: usize,
+    /// The listener that accepted it (a pointer in C). It may be destroyed
+    /// first: then the id finds nothing.
+    pub listener: ListenerId,
     /// The client's IP address, for the log.
     pub remote_ip: String,
     /// What reads the client's bytes into a pipe, in `core.sources`.
@@ -62,7 +68,15 @@ impl XpsConnection {
     /// its source and sink, and attaches it to the loop. Returns the
     /// connection's id. (The listener then joins source and sink with a
     /// pipe.)
-    pub fn create(core: &mut XpsCore, socket: TcpStream, listener: usize) -> io::Result<usize> {
+    pub fn create(
+        core: &mut XpsCore,
+        socket: TcpStream,
+        listener: ListenerId,
+    ) -> io::Result<ConnectionId> {
+        let fail = |step: &str, err: io::Error| {
+            logger!(LogLevel::Error, "xps_connection_create()", "{step} failed: {err}");
+            err
+        };
         // A client that connects and resets at once is still handed over by
         // accept(); asking for its address is how we find out it has gone.
         // That is the client's doing, not a server error, hence INFO.
@@ -72,39 +86,41 @@ impl XpsConnection {
         };
         let fd = socket.as_raw_fd();
 
-        // The source and sink name their owner by its id, so they are made
-        // with the id the connection is about to get.
-        let id = core.next_connection_id();
-        let source = XpsPipeSource::create(
-            core,
-            id,
-            connection_source_handler,
-            connection_source_close_handler,
-        );
-        let sink =
-            XpsPipeSink::create(core, id, connection_sink_handler, connection_sink_close_handler);
-        let added =
-            core.add_connection(XpsConnection { socket, listener, remote_ip, source, sink });
-        debug_assert_eq!(added, id, "the connection did not get the id its ends name");
-
+        // The connection names its source and sink, and they name it: the
+        // table tells the id the connection will have, so the ends are made
+        // with it before the connection is stored.
+        let XpsCore { connections, sources, sinks, .. } = core;
+        let id = connections.insert_with(|id| {
+            let source = sources.insert(XpsPipeSource::create(EndCallbacks::Connection {
+                ptr: id,
+                handler_cb: connection_source_handler,
+                close_cb: connection_source_close_handler,
+            }));
+            let sink = sinks.insert(XpsPipeSink::create(EndCallbacks::Connection {
+                ptr: id,
+                handler_cb: connection_sink_handler,
+                close_cb: connection_sink_close_handler,
+            }));
+            XpsConnection { socket, listener, remote_ip, source, sink }
+        });
         // Edge-triggered, as in stage 9. Attaching reports the socket's
         // state at once (writable, and readable if the client has sent
         // something already), so no edge from before is lost.
-        let attached = core.event_loop.attach(
-            fd,
-            (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32,
-            id,
-            connection_loop_read_handler,
-            Some(connection_loop_write_handler),
-            Some(connection_loop_close_handler),
-        );
+        let callbacks = EventCallbacks::Connection {
+            ptr: id,
+            read_cb: connection_loop_read_handler,
+            write_cb: connection_loop_write_handler,
+            close_cb: connection_loop_close_handler,
+        };
+        let flags = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32;
+        let attached = core.event_loop.attach(fd, flags, callbacks);
         if let Err(err) = attached {
-            // Undo the add; dropping the connection closes its socket.
-            take_from_slot(&mut core.connections, &mut core.n_null_connections, id);
-            XpsPipeSource::destroy(core, source);
-            XpsPipeSink::destroy(core, sink);
-            logger!(LogLevel::Error, "xps_connection_create()", "xps_loop_attach() failed: {err}");
-            return Err(err);
+            // Undo the insert; dropping the connection closes its socket.
+            if let Some(connection) = core.connections.remove(id) {
+                XpsPipeSource::destroy(core, connection.source);
+                XpsPipeSink::destroy(core, connection.sink);
+            }
+            return Err(fail("xps_loop_attach()", err));
         }
         logger!(LogLevel::Debug, "xps_connection_create()", "created connection");
         Ok(id)
@@ -117,18 +133,14 @@ impl XpsConnection {
     /// their pipe; `handle_pipes()` then destroys the pipe, with whatever it
     /// still held for a client that is gone) and closes its socket. The
     /// listener is left alone.
-    pub fn destroy(core: &mut XpsCore, id: usize) {
-        let Some(connection) =
-            take_from_slot(&mut core.connections, &mut core.n_null_connections, id)
-        else {
-            return;
-        };
+    pub fn destroy(core: &mut XpsCore, id: ConnectionId) {
+        let Some(connection) = core.connections.remove(id) else { return };
         // An error here has been logged by the loop; the socket is closed
         // below either way.
         let _ = core.event_loop.detach(connection.socket.as_raw_fd());
         XpsPipeSource::destroy(core, connection.source);
         XpsPipeSink::destroy(core, connection.sink);
-        let port = core.listeners.get(connection.listener).and_then(Option::as_ref).map(|l| l.port);
+        let port = core.listeners.get(connection.listener).map(|listener| listener.port);
         logger!(
             LogLevel::Debug,
             "xps_connection_destroy()",
@@ -145,7 +157,7 @@ impl XpsConnection {
 /// `connection_close()`: ends the connection, saying why in the log: the
 /// client closed its side (`peer_closed`), or the server is closing it
 /// (an error, already logged by the caller).
-pub fn connection_close(core: &mut XpsCore, id: usize, peer_closed: bool) {
+pub fn connection_close(core: &mut XpsCore, id: ConnectionId, peer_closed: bool) {
     if peer_closed {
         logger!(LogLevel::Info, "connection_close()", "peer closed connection");
     } else {
@@ -159,25 +171,17 @@ pub fn connection_close(core: &mut XpsCore, id: usize, peer_closed: bool) {
 /// Called by the loop when connection `ptr`'s socket became readable
 /// (`connection_loop_read_handler()`): its source is ready, and its pipe
 /// goes to the loop's ready queue if that gives it work. No `recv()` here.
-fn connection_loop_read_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
-    let Some(source) = core.sources.get_mut(connection.source) else { return };
-    source.ready = true;
-    if let Some(pipe) = source.pipe {
-        XpsLoop::queue_pipe(core, pipe);
-    }
+fn connection_loop_read_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get(ptr) else { return };
+    XpsPipeSource::set_ready(core, connection.source, true);
 }
 
 /// Called by the loop when connection `ptr`'s socket became writable
 /// (`connection_loop_write_handler()`): its sink is ready. (Its pipe is
 /// queued only if it holds something to send.)
-fn connection_loop_write_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
-    let Some(sink) = core.sinks.get_mut(connection.sink) else { return };
-    sink.ready = true;
-    if let Some(pipe) = sink.pipe {
-        XpsLoop::queue_pipe(core, pipe);
-    }
+fn connection_loop_write_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get(ptr) else { return };
+    XpsPipeSink::set_ready(core, connection.sink, true);
 }
 // ANCHOR_END: loop_handlers
 
@@ -189,7 +193,10 @@ enum Received {
     /// The client has closed its side: nothing more will come (the
     /// course's `E_EOF`).
     EndOfInput,
-    /// Nothing for now (`E_AGAIN`), or a signal came first: try later.
+    /// Nothing for now: the socket is drained (`E_AGAIN`), and the next
+    /// bytes bring a new edge.
+    Drained,
+    /// A signal came first: try again at the next pass.
     Nothing,
     /// The socket failed: the connection is over.
     Failed,
@@ -204,8 +211,8 @@ enum Received {
 ///
 /// Asking `recv()` for no more than the room left is what keeps the pipe
 /// under its threshold: the bytes that do not fit stay in the kernel.
-fn connection_source_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
+fn connection_source_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get(ptr) else { return };
     let source = connection.source;
     let room = XpsPipeSource::pipe(core, source).map_or(0, XpsPipe::room);
     match receive(core, ptr, room) {
@@ -226,18 +233,17 @@ fn connection_source_handler(core: &mut XpsCore, ptr: usize) {
             }
         }
         Received::EndOfInput => end_of_input(core, ptr),
+        // The only moment the flag may go: see the module's doc.
+        Received::Drained => XpsPipeSource::set_ready(core, source, false),
         Received::Nothing => {}
         Received::Failed => connection_close(core, ptr, false),
     }
 }
 
-/// One `recv()` of at most `room` bytes into the core's buffer. Clears the
-/// source's `ready` when the socket says `EAGAIN`, and only then.
-fn receive(core: &mut XpsCore, ptr: usize, room: usize) -> Received {
-    let XpsCore { connections, sources, buffer, .. } = core;
-    let Some(connection) = connections.get(ptr).and_then(Option::as_ref) else {
-        return Received::Nothing;
-    };
+/// One `recv()` of at most `room` bytes into the core's buffer.
+fn receive(core: &mut XpsCore, ptr: ConnectionId, room: usize) -> Received {
+    let XpsCore { connections, buffer, .. } = core;
+    let Some(connection) = connections.get(ptr) else { return Received::Nothing };
     let wanted = room.min(buffer.len());
     // A full pipe is not served (see handle_pipes); and a recv() of 0
     // bytes would return 0, which reads as end of input.
@@ -248,12 +254,7 @@ fn receive(core: &mut XpsCore, ptr: usize, room: usize) -> Received {
     match (&connection.socket).read(&mut buffer[..wanted]) {
         Ok(0) => Received::EndOfInput,
         Ok(n) => Received::Bytes(n),
-        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-            if let Some(source) = sources.get_mut(connection.source) {
-                source.ready = false;
-            }
-            Received::Nothing
-        }
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Received::Drained,
         // A signal came first: the flag stays, the next pass tries again.
         Err(err) if err.kind() == io::ErrorKind::Interrupted => Received::Nothing,
         Err(err) => {
@@ -276,10 +277,10 @@ fn receive(core: &mut XpsCore, ptr: usize, room: usize) -> Received {
 /// `printf 'hi\n' | nc -N host port`; a client that sends more than the
 /// socket buffers hold, then half-closes and only then reads, gets all of
 /// it back only this way.
-fn end_of_input(core: &mut XpsCore, ptr: usize) {
+fn end_of_input(core: &mut XpsCore, ptr: ConnectionId) {
     logger!(LogLevel::Debug, "connection_source_handler()", "peer finished sending");
-    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
-    let pipe = core.sources.get(connection.source).and_then(|source| source.pipe);
+    let Some(connection) = core.connections.get(ptr) else { return };
+    let pipe = core.sources.get(connection.source).and_then(XpsPipeSource::pipe_id);
     // No pipe (cannot happen here): nothing is left to send.
     if pipe.is_none_or(|pipe| XpsPipe::detach_source(core, pipe).is_err()) {
         connection_close(core, ptr, true);
@@ -316,8 +317,8 @@ fn print_message(message: &[u8]) {
 /// `handle_pipes()` while the sink is ready and its pipe holds bytes: one
 /// send of as much of them as the socket takes, then those bytes are
 /// cleared from the pipe. A failed send ends the connection.
-fn connection_sink_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
+fn connection_sink_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get(ptr) else { return };
     let sink = connection.sink;
     let mut slices = [IoSlice::new(&[]); MAX_SEND_BUFFERS];
     let Ok(n_slices) = XpsPipeSink::read(core, sink, &mut slices) else { return };
@@ -331,9 +332,7 @@ fn connection_sink_handler(core: &mut XpsCore, ptr: usize) {
         // The send buffer is full: wait for the edge that says it has room
         // again. Only now may the flag go.
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-            if let Some(sink) = core.sinks.get_mut(sink) {
-                sink.ready = false;
-            }
+            XpsPipeSink::set_ready(core, sink, false);
         }
         // A signal came before anything was sent: the next pass tries again.
         Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -371,7 +370,7 @@ fn send_buffers(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize>
 /// by `handle_pipes()` when the source has been deactivated because its
 /// pipe lost its sink. The connection closes once neither of its ends is
 /// active: until then its sink may still have bytes to send.
-fn connection_source_close_handler(core: &mut XpsCore, ptr: usize) {
+fn connection_source_close_handler(core: &mut XpsCore, ptr: ConnectionId) {
     if !has_an_active_end(core, ptr) {
         connection_close(core, ptr, false);
     }
@@ -382,19 +381,17 @@ fn connection_source_close_handler(core: &mut XpsCore, ptr: usize) {
 /// source and is empty. In this stage that happens after the client
 /// closed its side and got everything back (see [`end_of_input`]), hence
 /// "peer closed".
-fn connection_sink_close_handler(core: &mut XpsCore, ptr: usize) {
+fn connection_sink_close_handler(core: &mut XpsCore, ptr: ConnectionId) {
     if !has_an_active_end(core, ptr) {
         connection_close(core, ptr, true);
     }
 }
 
 /// True if connection `ptr` exists and its source or its sink is active.
-fn has_an_active_end(core: &XpsCore, ptr: usize) -> bool {
-    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else {
-        return false;
-    };
-    let source = core.sources.get(connection.source).is_some_and(|source| source.active);
-    let sink = core.sinks.get(connection.sink).is_some_and(|sink| sink.active);
+fn has_an_active_end(core: &XpsCore, ptr: ConnectionId) -> bool {
+    let Some(connection) = core.connections.get(ptr) else { return false };
+    let source = core.sources.get(connection.source).is_some_and(XpsPipeSource::is_active);
+    let sink = core.sinks.get(connection.sink).is_some_and(XpsPipeSink::is_active);
     source || sink
 }
 
@@ -402,8 +399,8 @@ fn has_an_active_end(core: &XpsCore, ptr: usize) -> bool {
 /// (`connection_loop_close_handler()`): the client reset the connection or
 /// closed both ways, so there is no one to read from or send to. The
 /// error, if the socket holds one, goes to the log.
-fn connection_loop_close_handler(core: &mut XpsCore, ptr: usize) {
-    let Some(connection) = core.connections.get(ptr).and_then(Option::as_ref) else { return };
+fn connection_loop_close_handler(core: &mut XpsCore, ptr: ConnectionId) {
+    let Some(connection) = core.connections.get(ptr) else { return };
     match connection.socket.take_error() {
         Ok(Some(err)) => {
             logger!(LogLevel::Error, "connection_loop_close_handler()", "connection failed: {err}");
@@ -419,6 +416,7 @@ pub(crate) mod tests {
     //! The ready flags and the pipe of a connection, driven with real TCP
     //! sockets on 127.0.0.1.
     use super::*;
+    use crate::core::xps_loop::XpsLoop;
     use crate::core::xps_loop::tests::{running_core, serial};
     use crate::core::xps_pipe::PipeId;
     use crate::utils::xps_utils::make_socket_non_blocking;
@@ -430,31 +428,33 @@ pub(crate) mod tests {
     /// A new connection of `core`, joined to itself by a pipe as the
     /// listener does it, and the client at its other end: the connection's
     /// id, its pipe and the client's socket.
-    pub(crate) fn connect_client(core: &mut XpsCore) -> (usize, PipeId, TcpStream) {
+    pub(crate) fn connect_client(core: &mut XpsCore) -> (ConnectionId, PipeId, TcpStream) {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let (socket, _peer) = listener.accept().unwrap();
         make_socket_non_blocking(socket.as_raw_fd()).unwrap();
-        let id = XpsConnection::create(core, socket, 0).unwrap();
+        // A listener id that names no listener: a connection outlives its
+        // listener as well.
+        let id = XpsConnection::create(core, socket, Id::for_test(0)).unwrap();
         let (source, sink) = (connection(core, id).source, connection(core, id).sink);
         let pipe = XpsPipe::create(core, DEFAULT_PIPE_BUFF_THRESH, source, sink).unwrap();
         (id, pipe, client)
     }
 
     /// Connection `id`, which must exist.
-    pub(crate) fn connection(core: &mut XpsCore, id: usize) -> &mut XpsConnection {
-        core.connections[id].as_mut().unwrap()
+    pub(crate) fn connection(core: &mut XpsCore, id: ConnectionId) -> &mut XpsConnection {
+        core.connections.get_mut(id).unwrap()
     }
 
-    fn source_ready(core: &mut XpsCore, id: usize) -> bool {
+    fn source_ready(core: &mut XpsCore, id: ConnectionId) -> bool {
         let source = connection(core, id).source;
-        core.sources.get(source).unwrap().ready
+        core.sources.get(source).unwrap().is_ready()
     }
 
-    fn sink_ready(core: &mut XpsCore, id: usize) -> bool {
+    fn sink_ready(core: &mut XpsCore, id: ConnectionId) -> bool {
         let sink = connection(core, id).sink;
-        core.sinks.get(sink).unwrap().ready
+        core.sinks.get(sink).unwrap().is_ready()
     }
 
     fn in_pipe(core: &XpsCore, pipe: PipeId) -> usize {
@@ -597,16 +597,16 @@ pub(crate) mod tests {
         // Only the source runs: it reads the bytes, then the end of input.
         let source = connection(&mut core, id).source;
         let deadline = Instant::now() + Duration::from_secs(2);
-        while core.sources.get(source).is_some_and(|source| source.pipe.is_some()) {
+        while core.sources.get(source).is_some_and(|source| source.pipe_id().is_some()) {
             assert!(Instant::now() < deadline, "the end of input was never read");
             connection_source_handler(&mut core, id);
         }
-        assert!(core.connections[id].is_some(), "closed with bytes still in its pipe");
+        assert!(core.connections.get(id).is_some(), "closed with bytes still in its pipe");
         assert_eq!(in_pipe(&core, pipe), 11);
         // The sink sends them, then the pipe closes the connection.
         let mut reply = run_and_read(&mut core, &mut client, 11);
         assert_eq!(reply, b"last words\n");
-        assert!(run_until(&mut core, |core| core.connections[id].is_none()));
+        assert!(run_until(&mut core, |core| core.connections.get(id).is_none()));
         client.read_to_end(&mut reply).unwrap();
         assert_eq!(reply, b"last words\n", "more bytes, or no clean end");
         assert!(!XpsLoop::handle_pipes(&mut core));
@@ -620,7 +620,7 @@ pub(crate) mod tests {
         let mut core = running_core();
         let (id, _pipe, client) = connect_client(&mut core);
         drop(client);
-        assert!(run_until(&mut core, |core| core.connections[id].is_none()));
+        assert!(run_until(&mut core, |core| core.connections.get(id).is_none()));
         assert!(!XpsLoop::handle_pipes(&mut core));
         assert!(core.pipes.is_empty() && core.sources.is_empty() && core.sinks.is_empty());
         core.destroy();
