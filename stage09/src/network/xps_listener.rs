@@ -177,14 +177,10 @@ fn listener_connection_handler(core: &mut XpsCore, ptr: ListenerId) {
             }
             // Everyone waiting has been accepted.
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-            // A client that left while it waited in the queue, or a signal:
-            // on to the next one.
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                ) =>
-            {
+            // An error about the client at the head of the queue, not about
+            // the listener: on to the next one.
+            Err(err) if is_that_clients_error(&err) => {
+                logger!(LogLevel::Debug, "listener_connection_handler()", "accept() failed: {err}");
                 continue;
             }
             Err(err) if is_out_of_fds(&err) => {
@@ -297,4 +293,67 @@ impl XpsListener {
 fn is_out_of_fds(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
+
+/// True for the errors of `accept()` that are about the one client it was
+/// taking, not about the listener, so that the next `accept()` may well
+/// succeed: the client gave up while it waited (`ECONNABORTED`), a signal
+/// came (`EINTR`), a firewall refused it (`EPERM`), or a network error
+/// was already pending on its new socket. accept(2) says to treat those
+/// last ones, for TCP `ENETDOWN`, `EPROTO`, `ENOPROTOOPT`, `EHOSTDOWN`,
+/// `ENONET`, `EHOSTUNREACH`, `EOPNOTSUPP` and `ENETUNREACH`, "like EAGAIN
+/// by retrying". Stopping at one of them would strand, edge-triggered,
+/// every client queued behind it until yet another one arrived.
+fn is_that_clients_error(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EINTR
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
+}
 // ANCHOR_END: out_of_fds
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn accept_goes_on_past_an_error_about_one_client_and_stops_at_others() {
+        let error = io::Error::from_raw_os_error;
+        for errno in [libc::ECONNABORTED, libc::EINTR, libc::EPROTO, libc::ENETUNREACH] {
+            assert!(is_that_clients_error(&error(errno)), "{}", error(errno));
+        }
+        // About the process or the system: trying again at once could spin.
+        for errno in [libc::ENOBUFS, libc::ENOMEM, libc::EMFILE, libc::EBADF] {
+            assert!(!is_that_clients_error(&error(errno)), "{}", error(errno));
+        }
+    }
+
+    #[test]
+    fn a_listening_socket_is_never_reported_writable() {
+        // Why the listener is attached without EPOLLOUT (see create).
+        let socket = open_listening_socket(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let client = std::net::TcpStream::connect(socket.local_addr().unwrap()).unwrap();
+        let mut pollfd = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, and its count, for the call's duration.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, 1000) };
+        assert_eq!(ready, 1);
+        assert_eq!(pollfd.revents, libc::POLLIN, "a client waits; nothing else is reported");
+        drop(client);
+    }
+}
