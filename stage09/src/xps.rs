@@ -37,9 +37,10 @@ pub const MALLOC_TRIM_THRESH: usize = 1 << 20;
 // ANCHOR_END: beyond_constants
 
 // ANCHOR: not_ported
-// The C header also defines error codes (`E_SUCCESS`, `E_FAIL`, `E_AGAIN`,
-// ...). Rust functions return `io::Result`, which carries the OS error
-// itself, so no numeric codes are needed.
+// The C header also defines error codes (`OK`, `E_FAIL`, `E_AGAIN`, ...;
+// stage 7's header called success `E_SUCCESS`). Rust functions return
+// `io::Result`, which carries the OS error itself, so no numeric codes are
+// needed.
 //
 // It also defines `u_char`, `u_int` and `u_long`: Rust's `u8`, `u32` and
 // `u64` already say their size in their name. And it declares every struct

@@ -98,7 +98,7 @@ fn an_idle_client_gets_no_write_events() {
     assert!(writes <= 3, "{writes} write events for one client and one message");
     let exited = server.stop(libc::SIGINT, SHUTDOWN_LIMIT * 4);
     assert_eq!(exited.status.code(), Some(0), "{exited:?}");
-    assert_eq!(exited.count("destroyed pipe"), 1, "{}", exited.stdout);
+    assert_eq!(exited.count("xps_pipe_destroy() : destroyed pipe"), 1, "{}", exited.stdout);
 }
 
 /// 200 clients connect at once (all connected before any sends), then
@@ -270,7 +270,7 @@ fn sigint_with_a_full_pipe_exits_0_at_once() {
     assert!(exited.elapsed < SHUTDOWN_LIMIT, "took {:?}", exited.elapsed);
     assert_eq!(exited.count("[WARNING] sigint_handler() : SIGINT received"), 1);
     assert_eq!(exited.count("destroyed connection"), 1);
-    assert_eq!(exited.count("destroyed pipe"), 1);
+    assert_eq!(exited.count("xps_pipe_destroy() : destroyed pipe"), 1);
     assert_eq!(exited.count("destroyed listener"), 1);
     assert_eq!(exited.count("destroyed core"), 1);
 }

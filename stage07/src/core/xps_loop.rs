@@ -344,12 +344,12 @@ fn slot_index(fd: RawFd) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    //! The loop driven with socket pairs: no network, no server.
+    //! The loop driven with pairs of TCP sockets on 127.0.0.1, no server.
     use super::*;
     use crate::core::xps_slots::Id;
     use std::cell::RefCell;
     use std::io::Write;
-    use std::os::unix::net::UnixStream;
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
     use std::sync::{Mutex, MutexGuard};
 
     /// These tests check what happens when the kernel reuses an fd number,
@@ -365,7 +365,7 @@ mod tests {
         /// Which `ptr` values the handlers were called with, in order.
         static CALLS: RefCell<Vec<ConnectionId>> = const { RefCell::new(Vec::new()) };
         /// Sockets the test handlers can reach: (ptr, our end, their end).
-        static PAIRS: RefCell<Vec<(ConnectionId, UnixStream, UnixStream)>> =
+        static PAIRS: RefCell<Vec<(ConnectionId, TcpStream, TcpStream)>> =
             const { RefCell::new(Vec::new()) };
     }
 
@@ -378,9 +378,19 @@ mod tests {
         Id::for_test(n)
     }
 
-    /// A readable socket pair: the loop watches the first end.
-    fn readable_pair() -> (UnixStream, UnixStream) {
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
+    /// Two connected TCP sockets on 127.0.0.1: the loop watches the first.
+    /// The first is the connecting end, so that it takes the lowest free fd
+    /// after the listener (the fd-reuse test counts on it).
+    fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (theirs, _peer) = listener.accept().unwrap();
+        (ours, theirs)
+    }
+
+    /// A readable pair: a byte is waiting at the first end.
+    fn readable_pair() -> (TcpStream, TcpStream) {
+        let (ours, mut theirs) = tcp_pair();
         theirs.write_all(b"x").unwrap();
         (ours, theirs)
     }

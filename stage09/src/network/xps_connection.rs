@@ -308,9 +308,12 @@ fn send_queued(connection: &mut XpsConnection) -> io::Result<()> {
 /// One `sendmsg()` of `slices`: the kernel takes what fits in the socket's
 /// send buffer, from the first slice on, and says how many bytes that was.
 ///
-/// `MSG_NOSIGNAL` makes a client that has gone away an `EPIPE` error
-/// rather than a `SIGPIPE` that would kill the server. (std's
-/// `write_vectored()` would call `writev()`, which has no flags.)
+/// With `MSG_NOSIGNAL`, as the course's stage 10 sends, a client that has
+/// gone away is an `EPIPE` error and never a `SIGPIPE`. (This program
+/// would survive the signal anyway: the Rust runtime ignores `SIGPIPE`
+/// before `main()` runs, and nothing here restores it. A C server is
+/// killed by it.) std's `write_vectored()` would call `writev()`, which
+/// takes no flags.
 fn send_buffers(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: an all-zero msghdr is valid: no address, no iovecs, no
     // control data.
@@ -327,17 +330,23 @@ fn send_buffers(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize>
 
 // ANCHOR: close_handler
 /// Called by the loop when connection `ptr` reports an error or a hang-up
-/// (`connection_loop_close_handler()`): the client reset the connection or
-/// closed both ways, so there is no one to read from or send to. The
+/// with nothing left to read (`connection_loop_close_handler()`). The
 /// error, if the socket holds one, goes to the log; then the connection
 /// is destroyed.
+///
+/// A client that closes or resets its connection does not come here: on
+/// TCP its close is readable (`recv()` returns 0) and its reset comes with
+/// `EPOLLIN` too, so the read handler finds out (see the loop's
+/// `dispatch`). This is for an error with no stream to read, which the
+/// kernel reports on a TCP socket only in rare cases (an ICMP error with
+/// `IP_RECVERR` set, say).
 fn connection_loop_close_handler(core: &mut XpsCore, ptr: ConnectionId) {
     let Some(connection) = core.connections.get(ptr) else { return };
     match connection.socket.take_error() {
         Ok(Some(err)) => {
             logger!(LogLevel::Error, "connection_loop_close_handler()", "connection failed: {err}")
         }
-        _ => logger!(LogLevel::Info, "connection_loop_close_handler()", "peer closed connection"),
+        _ => logger!(LogLevel::Info, "connection_loop_close_handler()", "connection hung up"),
     }
     XpsConnection::destroy(core, ptr);
 }

@@ -33,8 +33,9 @@ use std::io;
 ///
 /// The C core also counts the NULL entries of each list
 /// (`n_null_listeners`, `n_null_connections`, and from this stage
-/// `n_null_pipes`), to compact the lists once there are too many. A `Slots` table refills its empty slots instead, so
-/// it needs neither the count nor the compaction.
+/// `n_null_pipes`), to compact the lists once there are too many. A
+/// `Slots` table refills its empty slots instead, so it needs neither the
+/// count nor the compaction.
 pub struct XpsCore {
     /// The event loop that drives everything.
     pub event_loop: XpsLoop,

@@ -308,6 +308,11 @@ impl XpsLoop {
     ///
     /// It takes the whole core rather than `&mut self`, because the
     /// callbacks it calls need the core.
+    ///
+    /// The course's loop of this stage logs `starting to run loop`, then
+    /// `loop top` and `epoll waiting` on every round. This port keeps
+    /// stage 7's one line per round, `epoll wait`, logged just before the
+    /// wait: one line that means "going to sleep" in every stage.
     pub fn run(core: &mut XpsCore) -> io::Result<()> {
         while core.running {
             let still_ready = XpsLoop::handle_pipes(core);
@@ -463,11 +468,23 @@ impl XpsLoop {
     // ANCHOR_END: handle_epoll_events
 
     // ANCHOR: dispatch
-    /// Calls the callbacks of one ready event, in the course's order:
+    /// Calls the callbacks of one ready event:
     ///
-    /// 1. an error or a hang-up: `close_cb`, and nothing else;
-    /// 2. otherwise, readable: `read_cb`;
+    /// 1. readable: `read_cb`, even when the event also reports an error or
+    ///    a hang-up;
+    /// 2. an error or a hang-up with nothing to read: `close_cb`, and
+    ///    nothing else;
     /// 3. then, writable: `write_cb`, if the event is still attached.
+    ///
+    /// The course checks for an error or a hang-up first, and closes. But
+    /// the kernel may still hold bytes that arrived before the peer reset
+    /// the connection or hung up, and on a TCP socket an error or a hang-up
+    /// always comes with `EPOLLIN` (the end of the stream is readable). So
+    /// here the read handler goes first and gets those bytes; its next
+    /// `recv()` then says how the stream ended (0 or the error), and the
+    /// handler closes the connection itself. Only an error with nothing to
+    /// read, which a TCP socket hardly ever reports, goes straight to
+    /// `close_cb`.
     ///
     /// Before each callback the event is looked up again: an earlier
     /// callback may have detached it (and the fd may even have been reused
@@ -484,14 +501,13 @@ impl XpsLoop {
         // event is for.
         let (fd, callbacks) = (event.fd, event.callbacks);
 
-        if flags & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
-            logger!(LogLevel::Debug, "handle_epoll_events()", "EVENT / close on fd {fd}");
-            callbacks.close(core);
-            return;
-        }
         if flags & libc::EPOLLIN as u32 != 0 {
             logger!(LogLevel::Debug, "handle_epoll_events()", "EVENT / read on fd {fd}");
             callbacks.read(core);
+        } else if flags & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+            logger!(LogLevel::Debug, "handle_epoll_events()", "EVENT / close on fd {fd}");
+            callbacks.close(core);
+            return;
         }
         if flags & libc::EPOLLOUT as u32 != 0 {
             // The read callback may have destroyed the connection.
@@ -514,12 +530,12 @@ fn slot_index(fd: RawFd) -> io::Result<usize> {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    //! The loop driven with socket pairs: no network, no server.
+    //! The loop driven with pairs of TCP sockets on 127.0.0.1, no server.
     use super::*;
     use crate::core::xps_slots::Id;
     use std::cell::RefCell;
-    use std::io::Write;
-    use std::os::unix::net::UnixStream;
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
     use std::sync::{Mutex, MutexGuard};
 
     /// These tests check what happens when the kernel reuses an fd number,
@@ -536,8 +552,10 @@ pub(crate) mod tests {
         static CALLS: RefCell<Vec<ConnectionId>> = const { RefCell::new(Vec::new()) };
         /// Which callbacks ran, in order: ("read" | "write" | "close", ptr).
         static KINDS: RefCell<Vec<(&'static str, ConnectionId)>> = const { RefCell::new(Vec::new()) };
+        /// What `read_and_note` read: the bytes and how the stream ended.
+        static READS: RefCell<Vec<(Vec<u8>, String)>> = const { RefCell::new(Vec::new()) };
         /// Sockets the test handlers can reach: (ptr, our end, their end).
-        static PAIRS: RefCell<Vec<(ConnectionId, UnixStream, UnixStream)>> =
+        static PAIRS: RefCell<Vec<(ConnectionId, TcpStream, TcpStream)>> =
             const { RefCell::new(Vec::new()) };
     }
 
@@ -550,9 +568,19 @@ pub(crate) mod tests {
         Id::for_test(n)
     }
 
-    /// A readable socket pair: the loop watches the first end.
-    fn readable_pair() -> (UnixStream, UnixStream) {
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
+    /// Two connected TCP sockets on 127.0.0.1: the loop watches the first.
+    /// The first is the connecting end, so that it takes the lowest free fd
+    /// after the listener (the fd-reuse test counts on it).
+    fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (theirs, _peer) = listener.accept().unwrap();
+        (ours, theirs)
+    }
+
+    /// A readable pair: a byte is waiting at the first end.
+    fn readable_pair() -> (TcpStream, TcpStream) {
+        let (ours, mut theirs) = tcp_pair();
         theirs.write_all(b"x").unwrap();
         (ours, theirs)
     }
@@ -663,7 +691,7 @@ pub(crate) mod tests {
     /// Attaches the first end of a fresh pair for reading and writing, with
     /// the given callbacks; returns the fd.
     fn attach_rw(core: &mut XpsCore, n: u32, read_cb: XpsHandler<ConnectionId>) -> RawFd {
-        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (ours, theirs) = tcp_pair();
         let fd = ours.as_raw_fd();
         let flags = (libc::EPOLLIN | libc::EPOLLOUT) as u32;
         core.event_loop.attach(fd, flags, test_callbacks(n, read_cb)).unwrap();
@@ -680,13 +708,56 @@ pub(crate) mod tests {
         });
     }
 
-    /// Closes the other end of the pair of `ptr`: our end hangs up.
-    fn hang_up(n: u32) {
+    /// Ends the other end of the pair of test connection `n`: a plain
+    /// close (a FIN), or with `reset` a close with `SO_LINGER` at 0, which
+    /// sends an RST instead. A stand-in socket takes its place in the pair.
+    fn close_peer(n: u32, reset: bool) {
         PAIRS.with(|pairs| {
             let mut pairs = pairs.borrow_mut();
             let pair = pairs.iter_mut().find(|p| p.0 == id(n)).unwrap();
-            pair.2.shutdown(std::net::Shutdown::Both).unwrap();
+            if reset {
+                let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+                // SAFETY: the option value points to a linger that outlives
+                // the call, and its size is passed with it.
+                let set = unsafe {
+                    libc::setsockopt(
+                        pair.2.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&raw const linger).cast(),
+                        size_of::<libc::linger>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(set, 0, "setsockopt(SO_LINGER)");
+            }
+            // Dropping the old socket closes it.
+            pair.2 = tcp_pair().1;
         });
+    }
+
+    /// What the read callbacks below read: the bytes, then how the read
+    /// after them ended.
+    fn reads() -> Vec<(Vec<u8>, String)> {
+        READS.with(|reads| reads.borrow().clone())
+    }
+
+    /// A read callback that reads everything waiting at its end of the
+    /// pair, as a connection's read handler would, and notes it.
+    fn read_and_note(_core: &mut XpsCore, ptr: ConnectionId) {
+        note("read", ptr);
+        let mut ours =
+            PAIRS.with(|pairs| pairs.borrow().iter().find(|p| p.0 == ptr).unwrap().1.try_clone());
+        let ours = ours.as_mut().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let (mut bytes, mut buffer) = (Vec::new(), [0; 64]);
+        let ending = loop {
+            match ours.read(&mut buffer) {
+                Ok(0) => break "end of stream".to_string(),
+                Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+                Err(err) => break err.kind().to_string(),
+            }
+        };
+        READS.with(|reads| reads.borrow_mut().push((bytes, ending)));
     }
 
     #[test]
@@ -812,14 +883,53 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn hang_up_calls_close_cb_and_nothing_else() {
+    fn a_peer_that_closes_is_read_to_its_end() {
         let _serial = serial();
         let mut core = running_core();
-        attach_rw(&mut core, 5, note_read);
-        // Readable, writable and hung up all at once: close only.
+        attach_rw(&mut core, 5, read_and_note);
         make_readable(5);
-        hang_up(5);
+        close_peer(5, false);
+        // A FIN is the end of the stream, readable: the read callback gets
+        // the byte, then the end; the close callback is not called.
         assert_eq!(XpsLoop::wait_and_dispatch(&mut core, 1000).unwrap(), 1);
+        assert_eq!(kinds(), vec![("read", id(5)), ("write", id(5))]);
+        assert_eq!(reads(), vec![(b"x".to_vec(), "end of stream".to_string())]);
+        PAIRS.with(|pairs| pairs.borrow_mut().clear());
+        core.destroy();
+    }
+
+    // ANCHOR: reset_test
+    #[test]
+    fn a_reset_with_bytes_unread_is_read_first() {
+        let _serial = serial();
+        let mut core = running_core();
+        attach_rw(&mut core, 5, read_and_note);
+        make_readable(5);
+        close_peer(5, true);
+        // An RST comes with EPOLLERR, EPOLLHUP and EPOLLIN: the byte that
+        // arrived before it is read, then recv() reports the reset.
+        assert_eq!(XpsLoop::wait_and_dispatch(&mut core, 1000).unwrap(), 1);
+        assert_eq!(kinds(), vec![("read", id(5)), ("write", id(5))]);
+        let reset = io::ErrorKind::ConnectionReset.to_string();
+        assert_eq!(reads(), vec![(b"x".to_vec(), reset)]);
+        PAIRS.with(|pairs| pairs.borrow_mut().clear());
+        core.destroy();
+    }
+    // ANCHOR_END: reset_test
+
+    #[test]
+    fn an_error_with_nothing_to_read_calls_close_cb_and_nothing_else() {
+        let _serial = serial();
+        let mut core = running_core();
+        let fd = attach_rw(&mut core, 5, note_read);
+        // No TCP socket here reports this (see dispatch), so the event is
+        // made up: an error, writable, nothing to read.
+        let generation = core.event_loop.events[fd as usize].generation;
+        let flags = (libc::EPOLLERR | libc::EPOLLOUT) as u32;
+        XpsLoop::dispatch(
+            &mut core,
+            libc::epoll_event { events: flags, u64: token(fd, generation) },
+        );
         assert_eq!(kinds(), vec![("close", id(5))]);
         PAIRS.with(|pairs| pairs.borrow_mut().clear());
         core.destroy();

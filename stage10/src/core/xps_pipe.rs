@@ -392,6 +392,7 @@ impl XpsPipeSource {
     /// a pipe. C allocates it; here it is a value for the owner to store
     /// in `core.sources`, whose id the owner keeps.
     pub fn create(callbacks: EndCallbacks) -> XpsPipeSource {
+        logger!(LogLevel::Debug, "xps_pipe_source_create()", "created pipe source");
         XpsPipeSource { pipe: None, ready: false, active: false, callbacks }
     }
 
@@ -404,6 +405,7 @@ impl XpsPipeSource {
             let _ = XpsPipe::detach_source(core, pipe);
         }
         core.sources.remove(id);
+        logger!(LogLevel::Debug, "xps_pipe_source_destroy()", "destroyed pipe source");
     }
     // ANCHOR_END: source_create
 
@@ -465,6 +467,7 @@ impl XpsPipeSink {
     /// `callbacks` names; not ready, and not active until attached to a
     /// pipe. A value for the owner to store in `core.sinks`, as above.
     pub fn create(callbacks: EndCallbacks) -> XpsPipeSink {
+        logger!(LogLevel::Debug, "xps_pipe_sink_create()", "created pipe sink");
         XpsPipeSink { pipe: None, ready: false, active: false, callbacks }
     }
 
@@ -477,6 +480,7 @@ impl XpsPipeSink {
             let _ = XpsPipe::detach_sink(core, pipe);
         }
         core.sinks.remove(id);
+        logger!(LogLevel::Debug, "xps_pipe_sink_destroy()", "destroyed pipe sink");
     }
     // ANCHOR_END: sink_create
 

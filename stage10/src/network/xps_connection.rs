@@ -161,7 +161,7 @@ pub fn connection_close(core: &mut XpsCore, id: ConnectionId, peer_closed: bool)
     if peer_closed {
         logger!(LogLevel::Info, "connection_close()", "peer closed connection");
     } else {
-        logger!(LogLevel::Debug, "connection_close()", "closing connection");
+        logger!(LogLevel::Info, "connection_close()", "closing connection");
     }
     XpsConnection::destroy(core, id);
 }
@@ -348,9 +348,12 @@ fn connection_sink_handler(core: &mut XpsCore, ptr: ConnectionId) {
 /// One `sendmsg()` of `slices`: the kernel takes what fits in the socket's
 /// send buffer, from the first slice on, and says how many bytes that was.
 ///
-/// `MSG_NOSIGNAL` makes a client that has gone away an `EPIPE` error
-/// rather than a `SIGPIPE` that would kill the server. (std's
-/// `write_vectored()` would call `writev()`, which has no flags.)
+/// With `MSG_NOSIGNAL`, as the course's stage 10 sends, a client that has
+/// gone away is an `EPIPE` error and never a `SIGPIPE`. (This program
+/// would survive the signal anyway: the Rust runtime ignores `SIGPIPE`
+/// before `main()` runs, and nothing here restores it. A C server is
+/// killed by it.) std's `write_vectored()` would call `writev()`, which
+/// takes no flags.
 fn send_buffers(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: an all-zero msghdr is valid: no address, no iovecs, no
     // control data.
@@ -396,9 +399,16 @@ fn has_an_active_end(core: &XpsCore, ptr: ConnectionId) -> bool {
 }
 
 /// Called by the loop when connection `ptr` reports an error or a hang-up
-/// (`connection_loop_close_handler()`): the client reset the connection or
-/// closed both ways, so there is no one to read from or send to. The
-/// error, if the socket holds one, goes to the log.
+/// with nothing left to read (`connection_loop_close_handler()`). The
+/// error, if the socket holds one, goes to the log; without one, the
+/// course calls it the peer's close.
+///
+/// A client that closes or resets its connection does not come here: on
+/// TCP its close is readable (`recv()` returns 0) and its reset comes with
+/// `EPOLLIN` too, so the source handler finds out (see the loop's
+/// `dispatch`). This is for an error with no stream to read, which the
+/// kernel reports on a TCP socket only in rare cases (an ICMP error with
+/// `IP_RECVERR` set, say).
 fn connection_loop_close_handler(core: &mut XpsCore, ptr: ConnectionId) {
     let Some(connection) = core.connections.get(ptr) else { return };
     match connection.socket.take_error() {
