@@ -127,8 +127,11 @@ pub fn run(name: &str, subject: &Subject<'_>) -> Outcome {
     }
 }
 
-/// The text a panic was raised with.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The text a panic was raised with, from the payload `catch_unwind` or a
+/// thread's `join` hands back (empty if it was raised with something other
+/// than a string): whoever runs a check that may panic reports the panic
+/// as that check's failure, in these words.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<String>()
         .cloned()

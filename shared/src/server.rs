@@ -418,25 +418,18 @@ pub fn parse_listening_ports(log: &str) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The message of the panic `f` raises, or `None` if it returns.
-    fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> Option<String> {
-        let payload = std::panic::catch_unwind(f).err()?;
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-    }
+    use crate::harness::panic_message;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
 
     #[test]
     fn a_server_that_dies_at_start_up_fails_at_once_with_its_status_and_stderr() {
         let started = Instant::now();
-        let message = panic_message(|| {
+        let panic = catch_unwind(|| {
             let mut server =
                 Server::spawn(Path::new("/bin/sh"), &["-c", "echo no luck >&2; exit 3"]);
             server.wait_for_ports(1);
         });
-        let message = message.expect("waiting for ports must fail");
+        let message = panic_message(panic.expect_err("waiting for ports must fail").as_ref());
         assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
         assert!(message.contains("exited at start-up"), "{message}");
         assert!(message.contains("exit status: 3"), "{message}");
@@ -448,8 +441,9 @@ mod tests {
         let mut server = Server::spawn(Path::new("/bin/sh"), &["-c", "exit 0"]);
         assert!(wait_until(Duration::from_secs(5), || !server.is_running()));
         // Its pid is free for the OS to give to another process now.
-        let message = panic_message(std::panic::AssertUnwindSafe(|| server.signal(libc::SIGTERM)));
-        let message = message.expect("signalling a reaped process must fail");
+        let panic = catch_unwind(AssertUnwindSafe(|| server.signal(libc::SIGTERM)));
+        let message =
+            panic_message(panic.expect_err("signalling a reaped process must fail").as_ref());
         assert!(message.contains("already exited"), "{message}");
     }
 
