@@ -15,6 +15,7 @@
 //! (`shared::memory`), so the two report the same figure.
 
 use shared::cli::{Args, options_or_exit, resolve, unknown};
+use shared::client::connect_first;
 use shared::memory::{Flood, Outgoing, Stop, Watched, flood_watching};
 use shared::procfs;
 use shared::units::{format_bytes, parse_size};
@@ -141,10 +142,9 @@ fn run(options: &Options) -> Result<Watched, String> {
             ));
         }
     };
-    let stream = addrs
-        .iter()
-        .find_map(|addr| TcpStream::connect_timeout(addr, Duration::from_secs(5)).ok())
-        .ok_or_else(|| format!("cannot connect to {}:{}", options.host, options.port))?;
+    let connect = |addr| TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+    let (stream, _) = connect_first(&addrs, connect)
+        .map_err(|_| format!("cannot connect to {}:{}", options.host, options.port))?;
     // Small writes must leave as small segments, not be merged by Nagle.
     stream.set_nodelay(true).map_err(|err| format!("TCP_NODELAY: {err}"))?;
     let flood =

@@ -26,6 +26,7 @@ mod report;
 use bench::Bench;
 use report::Report;
 use shared::cli::{Args, options_or_exit, resolve, unknown};
+use shared::client::connect_first;
 use shared::stages::{self, Stage};
 use std::io;
 use std::mem::MaybeUninit;
@@ -168,8 +169,8 @@ fn pick_address(addrs: &[SocketAddr]) -> SocketAddr {
     if let [only] = addrs {
         return *only;
     }
-    let answers = |addr: &&SocketAddr| TcpStream::connect_timeout(addr, PROBE_TIMEOUT).is_ok();
-    *addrs.iter().find(answers).unwrap_or(&addrs[0])
+    let probe = |addr| TcpStream::connect_timeout(&addr, PROBE_TIMEOUT);
+    connect_first(addrs, probe).map_or(addrs[0], |(_, answered)| answered)
 }
 
 /// Raises the soft limit on open files to the hard limit, and returns it.
