@@ -35,7 +35,7 @@ use shared::client::{Client, ReplyEnd, connect_first};
 use shared::oracle::Rng;
 use shared::procfs;
 use shared::stages::{self, Protocol, Stage};
-use shared::units::{format_bytes, parse_size};
+use shared::units::format_bytes;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,7 +137,7 @@ struct Options {
     seed: u64,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Options>, String> {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
@@ -161,11 +161,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Str
             "--clients" => options.clients = args.number(&flag, 1..=MAX_CLIENTS)?,
             "--seconds" => options.seconds = args.number(&flag, 1..=MAX_SECONDS)?,
             "--pid" => options.pid = Some(args.number(&flag, 1..=i32::MAX as u32)?),
-            "--max-rss-growth" => {
-                let value = args.value(&flag)?;
-                options.max_rss_growth =
-                    parse_size(&value).map_err(|err| format!("{flag}: {err}"))?;
-            }
+            "--max-rss-growth" => options.max_rss_growth = args.size(&flag)?,
             "--seed" => options.seed = args.number(&flag, 0..=u64::MAX)?,
             _ => return Err(unknown(&flag)),
         }
