@@ -37,7 +37,7 @@ pub fn port_in_use(subject: &Subject<'_>) -> Outcome {
             "log which host and port could not be opened, and why",
         )?;
     }
-    ensure(server.is_running(), || "the server exited".to_string(), "")?;
+    ensure(server.process.is_running(), || "the server exited".to_string(), "")?;
     Ok(None)
 }
 

@@ -29,7 +29,7 @@ pub fn bad_configuration(subject: &Subject<'_>) -> Outcome {
     server.try_wait_for_ports(1).map_err(|why| {
         Failure::new(why, "a port that cannot be opened is skipped: the others still serve")
     })?;
-    let sockets = procfs::open_sockets(server.pid())
+    let sockets = procfs::open_sockets(server.process.pid())
         .map_err(|err| Failure::new(format!("cannot list the server's sockets: {err}"), ""))?;
     ensure(
         sockets == 1,

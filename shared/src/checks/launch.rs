@@ -42,7 +42,7 @@ pub fn run_to_exit(
     hint: &str,
 ) -> Result<Exited, Box<Failure>> {
     let mut server = Server::spawn(subject.binary, args);
-    if server.wait_exit(within).is_none() {
+    if server.process.wait_exit(within).is_none() {
         return Err(Failure::new(format!("with {args:?} it did not exit within {within:?}"), hint));
     }
     Ok(server.finish(IO_TIMEOUT))
@@ -81,7 +81,7 @@ fn after_(mut failure: Box<Failure>, after: &str) -> Box<Failure> {
 /// Fails if the server has exited.
 pub fn still_running(server: &mut Server, after: &str) -> Result<(), Box<Failure>> {
     ensure(
-        server.is_running(),
+        server.process.is_running(),
         || format!("the server exited after {after}"),
         "a server must outlive its clients, whatever they do (a send() to a client that has \
          gone raises SIGPIPE, which ends the process: send with MSG_NOSIGNAL)",
