@@ -1,6 +1,6 @@
 //! What every tool does with its command line: the flags read one by one
 //! ([`Args`]), their values checked the same way in every tool (numbers,
-//! seconds, ports, stages), the result turned into options or an exit
+//! seconds, sizes, ports, stages), the result turned into options or an exit
 //! status ([`options_or_exit`]), and the host resolved to the addresses to
 //! try, IPv4 first ([`resolve`]).
 //!
@@ -9,6 +9,7 @@
 //! any tool reads the same words.
 
 use crate::stages::{self, Stage};
+use crate::units::parse_size;
 use std::fmt::Display;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
@@ -56,6 +57,10 @@ pub fn options_or_exit<T>(
 /// A tool's arguments (without the program name), read flag by flag; each
 /// flag takes its value with the method for its kind.
 ///
+/// They may be `String`s (`std::env::args()`) or anything else that reads
+/// as text, so a tool's tests pass a list as it is written
+/// (`parse_args(["--port", "9001"])`) to the very parser `main` uses.
+///
 /// ```text
 /// let mut args = Args::new(std::env::args().skip(1));
 /// while let Some(flag) = args.next() {
@@ -73,24 +78,32 @@ pub struct Args<I> {
     args: I,
 }
 
-impl<I: Iterator<Item = String>> Iterator for Args<I> {
+impl<I, S> Iterator for Args<I>
+where
+    I: Iterator<Item = S>,
+    S: AsRef<str>,
+{
     type Item = String;
 
     /// The next flag (or positional argument).
     fn next(&mut self) -> Option<String> {
-        self.args.next()
+        self.args.next().map(|arg| arg.as_ref().to_string())
     }
 }
 
-impl<I: Iterator<Item = String>> Args<I> {
+impl<I, S> Args<I>
+where
+    I: Iterator<Item = S>,
+    S: AsRef<str>,
+{
     /// The arguments to read, program name already skipped.
-    pub fn new(args: I) -> Args<I> {
-        Args { args }
+    pub fn new(args: impl IntoIterator<IntoIter = I>) -> Args<I> {
+        Args { args: args.into_iter() }
     }
 
     /// The value that follows `flag`, whatever it is.
     pub fn value(&mut self, flag: &str) -> Result<String, String> {
-        self.args.next().ok_or_else(|| format!("{flag} needs a value"))
+        self.next().ok_or_else(|| format!("{flag} needs a value"))
     }
 
     /// `flag`'s value as a whole number within `range` ([`number_in`]).
@@ -104,6 +117,11 @@ impl<I: Iterator<Item = String>> Args<I> {
     /// `flag`'s value as seconds, more than 0 and at most `max` ([`seconds`]).
     pub fn seconds(&mut self, flag: &str, max: f64) -> Result<Duration, String> {
         seconds(flag, &self.value(flag)?, max)
+    }
+
+    /// `flag`'s value as a size such as `200M` ([`size`]).
+    pub fn size(&mut self, flag: &str) -> Result<u64, String> {
+        size(flag, &self.value(flag)?)
     }
 
     /// `flag`'s value as a port to connect to ([`port`]).
@@ -150,6 +168,12 @@ pub fn seconds(flag: &str, value: &str, max: f64) -> Result<Duration, String> {
         .ok_or_else(|| {
             format!("{flag}: '{value}' is not a number of seconds above 0 and at most {max}")
         })
+}
+
+/// `value` as a size in bytes, as [`parse_size`] reads it (`4096`, `64K`,
+/// `200M`, `1G`), or a one-line error naming `flag`.
+pub fn size(flag: &str, value: &str) -> Result<u64, String> {
+    parse_size(value).map_err(|why| format!("{flag}: {why}"))
 }
 
 /// `value` as a port a client can connect to: 1 to 65535.
@@ -213,10 +237,6 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    fn args(list: &[&str]) -> Args<impl Iterator<Item = String>> {
-        Args::new(list.iter().map(|s| s.to_string()).collect::<Vec<_>>().into_iter())
-    }
-
     #[test]
     fn ipv4_addresses_come_first() {
         let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, 8001));
@@ -248,7 +268,7 @@ mod tests {
 
     #[test]
     fn values_are_checked_with_one_line_errors() {
-        let mut given = args(&["--clients", "0", "--seconds", "0.5", "--stage", "5", "--host"]);
+        let mut given = Args::new(["--clients", "0", "--seconds", "0.5", "--stage", "5", "--host"]);
         assert_eq!(given.next().as_deref(), Some("--clients"));
         assert_eq!(
             given.number::<usize>("--clients", 1..=10).unwrap_err(),
@@ -268,6 +288,8 @@ mod tests {
             assert!(seconds("--timeout", bad, 60.0).is_err(), "{bad}");
         }
         assert_eq!(stage("--stage", "7").map(|s| s.number), Ok(7));
+        assert_eq!(size("--bytes", "200M"), Ok(200 << 20));
+        assert!(size("--bytes", "lots").unwrap_err().starts_with("--bytes: 'lots' is not a size"));
         assert_eq!(number_in("--seed", "18446744073709551615", 0..=u64::MAX), Ok(u64::MAX));
     }
 }

@@ -3,6 +3,7 @@
 //! connect to 127.0.0.1 only; a tool may pass the address it was given.
 
 use crate::stages::Protocol;
+use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -74,12 +75,8 @@ impl Client {
 
     /// Connects to `addr`, waiting at most [`IO_TIMEOUT`].
     pub fn try_connect_to(addr: SocketAddr) -> io::Result<Client> {
-        let port = addr.port();
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        stream.set_nodelay(true)?;
-        Ok(Client { stream, port })
+        let stream = connect_stream(addr, IO_TIMEOUT)?;
+        Ok(Client { stream, port: addr.port() })
     }
 
     /// Connects to `127.0.0.1:port` with small socket buffers
@@ -130,10 +127,7 @@ impl Client {
         if ret != 0 {
             return Err(io::Error::last_os_error());
         }
-        let stream = TcpStream::from(fd);
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        stream.set_nodelay(true)?;
+        let stream = with_waits(TcpStream::from(fd), IO_TIMEOUT)?;
         Ok(Client { stream, port })
     }
 
@@ -299,6 +293,70 @@ impl Client {
     }
 }
 
+/// A socket connected to `addr` within [`IO_TIMEOUT`], whose every later
+/// read and write waits at most `wait`, with Nagle's algorithm off (a
+/// short message leaves at once). Every client here starts from one: a
+/// [`Client`] waits [`IO_TIMEOUT`]; the background clients of
+/// [`crate::load`] wait much less, so that they notice soon when to stop.
+pub fn connect_stream(addr: impl Into<SocketAddr>, wait: Duration) -> io::Result<TcpStream> {
+    with_waits(TcpStream::connect_timeout(&addr.into(), IO_TIMEOUT)?, wait)
+}
+
+/// `stream` with every read and write waiting at most `wait`, Nagle off.
+fn with_waits(stream: TcpStream, wait: Duration) -> io::Result<TcpStream> {
+    stream.set_read_timeout(Some(wait))?;
+    stream.set_write_timeout(Some(wait))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Connects with `connect` to the first of `addrs` that takes the
+/// connection, and says which one it was.
+///
+/// `addrs` are one port's addresses, IPv4 first, as
+/// [`crate::cli::resolve`] gives them: "localhost" may name `::1` first
+/// while a server listens on 127.0.0.1 only, so each is tried in turn.
+/// How to connect is the caller's: a [`Client`] with its deadlines
+/// (`Client::try_connect_to`), a bare socket for a tool that sets its own,
+/// a probe closed at once. The order, and every error kept for the
+/// message, are the same for all.
+pub fn connect_first<T>(
+    addrs: &[SocketAddr],
+    mut connect: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> Result<(T, SocketAddr), Unreachable> {
+    let mut errors = Vec::new();
+    for &addr in addrs {
+        match connect(addr) {
+            Ok(connected) => return Ok((connected, addr)),
+            Err(err) => errors.push((addr, err)),
+        }
+    }
+    Err(Unreachable(errors))
+}
+
+/// Why [`connect_first`] found no address that took the connection: each
+/// address tried, with its error, in order. Shown as `ADDR: ERROR; ...`.
+#[derive(Debug)]
+pub struct Unreachable(pub Vec<(SocketAddr, io::Error)>);
+
+impl Unreachable {
+    /// True if every address refused the connection: nothing listens
+    /// there, as opposed to a network that is down or slow.
+    pub fn all_refused(&self) -> bool {
+        self.0.iter().all(|(_, err)| err.kind() == ErrorKind::ConnectionRefused)
+    }
+}
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (addr, err)) in self.0.iter().enumerate() {
+            let separator = if i == 0 { "" } else { "; " };
+            write!(f, "{separator}{addr}: {err}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The socket buffers of [`Client::try_connect_lean`], in bytes (the
 /// kernel doubles the figure for its bookkeeping).
 pub const LEAN_BUFFER: libc::c_int = 16 * 1024;
@@ -413,6 +471,23 @@ mod tests {
         assert!(get(&accepted, libc::IPPROTO_TCP, libc::TCP_MAXSEG) <= LEAN_MSS);
         let refused = ClosedPort::new().unwrap();
         assert!(Client::try_connect_lean(refused.port).is_err());
+    }
+
+    #[test]
+    fn every_address_is_tried_until_one_answers() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let open = listener.local_addr().unwrap();
+        let closed_port = ClosedPort::new().unwrap();
+        let closed = closed_port.addr();
+        let (_client, addr) = connect_first(&[closed, open], Client::try_connect_to)
+            .expect("the second address answers");
+        assert_eq!(addr, open);
+        let none =
+            connect_first(&[closed, closed], Client::try_connect_to).expect_err("nothing listens");
+        let why = none.to_string();
+        assert!(why.starts_with(&closed.to_string()), "{why}");
+        assert_eq!(why.matches(&closed.to_string()).count(), 2, "{why}");
+        assert!(none.all_refused());
     }
 
     #[test]

@@ -91,9 +91,9 @@ pub fn run(name: &str, subject: &Subject<'_>) -> Outcome {
                 subject.stage,
                 REPLY_TIMEOUT,
                 CHECK_DEADLINE,
-                Some(server.pid()),
+                Some(server.process.pid()),
             );
-            if outcome.is_ok() && !server.is_running() {
+            if outcome.is_ok() && !server.process.is_running() {
                 return Err(Box::new(checks::Failure {
                     what: "the server exited during the check".to_string(),
                     hint: "a server must outlive its clients, whatever they do".to_string(),
@@ -106,7 +106,7 @@ pub fn run(name: &str, subject: &Subject<'_>) -> Outcome {
                 // Its last words may still be on their way through the
                 // pipe, and a dying process is still running a moment.
                 let mut panic = server_panic(&server.stderr());
-                if panic.is_none() && !server.is_running() {
+                if panic.is_none() && !server.process.is_running() {
                     wait_until(Duration::from_millis(300), || {
                         panic = server_panic(&server.stderr());
                         panic.is_some()
@@ -127,8 +127,11 @@ pub fn run(name: &str, subject: &Subject<'_>) -> Outcome {
     }
 }
 
-/// The text a panic was raised with.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The text a panic was raised with, from the payload `catch_unwind` or a
+/// thread's `join` hands back (empty if it was raised with something other
+/// than a string): whoever runs a check that may panic reports the panic
+/// as that check's failure, in these words.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<String>()
         .cloned()

@@ -3,6 +3,10 @@
 //!
 //! * [`server`]: start a stage binary on free ports, read its log, stop it
 //!   with a signal, and never leave it running (kill on drop).
+//! * [`child`]: any program a test starts, killed and reaped on drop, its
+//!   exit waited for with a deadline and signalled safely.
+//! * [`capture`]: what a program prints, read by a thread as it comes, and
+//!   waited for with a deadline.
 //! * [`client`]: TCP clients on 127.0.0.1 with deadlines on every wait.
 //! * [`oracle`]: random messages like the official tester's.
 //! * [`stages`]: the stage table: what each stage replies and how it
@@ -30,7 +34,9 @@
 //!   something) and which side by side.
 
 pub mod build;
+pub mod capture;
 pub mod checks;
+pub mod child;
 pub mod cli;
 pub mod client;
 pub mod harness;

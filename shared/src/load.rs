@@ -13,6 +13,7 @@
 //! client connects before any thread starts: a connect that fails is an
 //! error for the caller, not a thread that dies while the others run on.
 
+use crate::client::connect_stream;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Arc;
@@ -55,7 +56,7 @@ impl Load {
     pub fn try_streaming(port: u16, clients: usize) -> io::Result<Load> {
         let mut pairs = Vec::new();
         for _ in 0..clients {
-            let writer = connect(port)?;
+            let writer = connect_stream((Ipv4Addr::LOCALHOST, port), POLL)?;
             let reader = writer.try_clone()?;
             pairs.push((writer, reader));
         }
@@ -85,7 +86,7 @@ impl Load {
         let sockets = (0..clients)
             .map(|i| {
                 let port = ports[i % ports.len()];
-                connect(port)
+                connect_stream((Ipv4Addr::LOCALHOST, port), POLL)
                     .map_err(|err| io::Error::new(err.kind(), format!("port {port}: {err}")))
             })
             .collect::<io::Result<Vec<TcpStream>>>()?;
@@ -119,17 +120,6 @@ impl Drop for Load {
             let _ = thread.join();
         }
     }
-}
-
-/// A client socket whose every wait ends within [`POLL`] (the connect
-/// itself within [`crate::client::IO_TIMEOUT`]).
-fn connect(port: u16) -> io::Result<TcpStream> {
-    let addr = (Ipv4Addr::LOCALHOST, port).into();
-    let socket = TcpStream::connect_timeout(&addr, crate::client::IO_TIMEOUT)?;
-    socket.set_read_timeout(Some(POLL))?;
-    socket.set_write_timeout(Some(POLL))?;
-    socket.set_nodelay(true)?;
-    Ok(socket)
 }
 
 /// Counts `n` more bytes received, and the client as answered on its

@@ -6,16 +6,17 @@
 //! turns each `\n` the program prints into `\r\n`. [`Terminal::screen`]
 //! turns those back, so the screen reads as a learner sees it.
 
-use crate::wait::child_exit;
+use crate::capture::{Captured, Drain};
+use crate::child::Process;
 use std::ffi::{CStr, OsStr};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// The byte a terminal reads as end of input (Ctrl+D) at the start of a line.
 const END_OF_INPUT: u8 = 0x04;
@@ -23,12 +24,14 @@ const END_OF_INPUT: u8 = 0x04;
 /// A program running on a pseudo-terminal. Dropping it kills the program.
 #[derive(Debug)]
 pub struct Terminal {
-    /// Our side of the terminal: what the program prints comes out here,
-    /// and what we write here is what the program reads as typed.
-    master: File,
-    child: Child,
-    /// Every byte the program's terminal has shown so far, echo included.
-    seen: Vec<u8>,
+    /// Our side of the terminal: what we write here is what the program
+    /// reads as typed.
+    keyboard: File,
+    process: Process,
+    /// Every byte the program's terminal has shown so far, echo included,
+    /// read from our side as it comes (a prompt does not end its line).
+    /// The read fails with EIO once the program has exited.
+    seen: Captured,
 }
 
 impl Terminal {
@@ -36,92 +39,57 @@ impl Terminal {
     pub fn spawn(binary: &Path, args: &[&str]) -> Terminal {
         let (master, terminal) = open_pty().expect("cannot open a pseudo-terminal");
         let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the terminal"));
-        let child = Command::new(binary)
-            .args(args)
-            .stdin(stdio(&terminal))
-            .stdout(stdio(&terminal))
-            .stderr(stdio(&terminal))
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        let process = Process::spawn(
+            Command::new(binary)
+                .args(args)
+                .stdin(stdio(&terminal))
+                .stdout(stdio(&terminal))
+                .stderr(stdio(&terminal)),
+        );
         // Our copy of the program's side goes now, so that reading the
         // master fails (EIO) once the program has exited.
         drop(terminal);
-        Terminal { master: File::from(master), child, seen: Vec::new() }
+        let screen = File::from(master.try_clone().expect("dup our side of the terminal"));
+        let seen = Captured::drain(screen, Drain { partial_lines: true, ..Drain::default() });
+        Terminal { keyboard: File::from(master), process, seen }
     }
 
     /// Reads the screen until `needle` has appeared on it `times` times,
     /// or `timeout` passes. True if it did.
     pub fn read_until_seen(&mut self, needle: &str, times: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while self.screen().matches(needle).count() < times {
-            if !self.read_some(deadline) {
-                return self.screen().matches(needle).count() >= times;
-            }
-        }
-        true
+        self.seen.wait_for(timeout, |text| on_screen(text).matches(needle).count() >= times).is_ok()
     }
 
     /// Reads everything the program shows until it closes the terminal
     /// (exits) or `timeout` passes.
     pub fn read_to_end(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.read_some(deadline) {}
+        let _ = self.seen.wait_for(timeout, |_| false);
     }
 
     /// Types `line` and Enter.
     pub fn type_line(&mut self, line: &str) {
-        self.master.write_all(format!("{line}\n").as_bytes()).expect("type on the terminal");
+        self.keyboard.write_all(format!("{line}\n").as_bytes()).expect("type on the terminal");
     }
 
     /// Presses Ctrl+D: end of input for a program reading lines.
     pub fn end_input(&mut self) {
-        self.master.write_all(&[END_OF_INPUT]).expect("type Ctrl+D on the terminal");
+        self.keyboard.write_all(&[END_OF_INPUT]).expect("type Ctrl+D on the terminal");
     }
 
     /// Waits up to `timeout` for the program to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        child_exit(&mut self.child, timeout)
+        self.process.wait_exit(timeout)
     }
 
     /// The screen so far, with the terminal's `\r\n` back to `\n`.
     pub fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.seen).replace("\r\n", "\n")
-    }
-
-    /// Waits for output until `deadline` and appends it to `seen`. False
-    /// when there is no more to come: the deadline passed or the program
-    /// closed the terminal.
-    fn read_some(&mut self, deadline: Instant) -> bool {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        let mut ready =
-            libc::pollfd { fd: self.master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        let millis = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `ready` is one valid pollfd that outlives the call.
-        let n = unsafe { libc::poll(&mut ready, 1, millis) };
-        if n <= 0 {
-            // Timed out, or interrupted: the caller's deadline decides.
-            return n < 0 && Instant::now() < deadline;
-        }
-        let mut buf = [0; 4096];
-        match self.master.read(&mut buf) {
-            Ok(n @ 1..) => {
-                self.seen.extend_from_slice(&buf[..n]);
-                true
-            }
-            // 0 or EIO: every copy of the program's side is closed.
-            _ => false,
-        }
+        self.seen.with_text(on_screen)
     }
 }
 
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// What the terminal shows as a learner reads it: its `\r\n` back to `\n`.
+fn on_screen(text: &str) -> String {
+    text.replace("\r\n", "\n")
 }
 
 /// Opens a pseudo-terminal: (our side, the program's side). Both are opened

@@ -2,23 +2,23 @@
 //! `sender < huge_file.dat`: its stdin fed from a bounded stream, its
 //! stderr read with a deadline, and the process killed when dropped.
 
-use crate::wait::child_exit;
-use std::io::{Read, Write};
+use crate::capture::{Captured, Drain};
+use crate::child::Process;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// How much a flood feeds at most: far more than any stall needs.
 pub const MAX_FEED_MIB: usize = 256;
 
-/// A running sender, flooding a server.
+/// A running sender, flooding a server. Dropping it kills the sender.
 #[derive(Debug)]
 pub struct Flood {
-    child: Child,
-    stderr: Receiver<Vec<u8>>,
-    /// Everything it has printed on stderr so far.
-    pub seen: String,
+    process: Process,
+    /// What it prints on stderr, as it comes (its stall reports end
+    /// their lines only when the stall does).
+    stderr: Captured,
 }
 
 impl Flood {
@@ -26,14 +26,14 @@ impl Flood {
     /// The feeder blocks once the sender stops taking more, and ends when
     /// the sender exits (its stdin pipe breaks).
     pub fn start(sender: &Path, port: u16) -> Flood {
-        let mut child = Command::new(sender)
-            .args(["--port", &port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", sender.display()));
-        if let Some(mut stdin) = child.stdin.take() {
+        let mut process = Process::spawn(
+            Command::new(sender)
+                .args(["--port", &port.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        if let Some(mut stdin) = process.take_stdin() {
             std::thread::spawn(move || {
                 let chunk = vec![b'x'; 1 << 20];
                 for _ in 0..MAX_FEED_MIB {
@@ -43,23 +43,18 @@ impl Flood {
                 }
             });
         }
-        let (sink, stderr) = mpsc::channel();
-        if let Some(mut pipe) = child.stderr.take() {
-            std::thread::spawn(move || {
-                let mut buf = [0; 4096];
-                while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                    if sink.send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Flood { child, stderr, seen: String::new() }
+        let stderr = process.capture_stderr(Drain { partial_lines: true, ..Drain::default() });
+        Flood { process, stderr }
+    }
+
+    /// Everything it has printed on stderr so far.
+    pub fn seen(&self) -> String {
+        self.stderr.text()
     }
 
     /// Reads stderr until it contains `needle` or `timeout` passes, and
     /// returns all of it so far.
-    pub fn read_until(&mut self, needle: &str, timeout: Duration) -> &str {
+    pub fn read_until(&mut self, needle: &str, timeout: Duration) -> String {
         self.read_until_seen(timeout, |seen| seen.contains(needle))
     }
 
@@ -67,27 +62,19 @@ impl Flood {
     /// (`stalled for N s` with N >= `seconds`: on a busy machine a second
     /// can go by without a report) or `timeout` passes. Returns all of
     /// stderr so far.
-    pub fn read_until_stalled_for(&mut self, seconds: u64, timeout: Duration) -> &str {
+    pub fn read_until_stalled_for(&mut self, seconds: u64, timeout: Duration) -> String {
         self.read_until_seen(timeout, |seen| longest_stall(seen) >= Some(seconds))
     }
 
-    /// Reads stderr until what it has printed so far satisfies `done`, or
+    /// Waits until what stderr has printed so far satisfies `done`, or
     /// `timeout` passes (or stderr closes); returns all of it so far.
-    fn read_until_seen(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> &str {
-        let deadline = Instant::now() + timeout;
-        while !done(&self.seen) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(bytes) => self.seen.push_str(&String::from_utf8_lossy(&bytes)),
-                Err(_) => break,
-            }
-        }
-        &self.seen
+    fn read_until_seen(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        self.stderr.wait_for(timeout, done).unwrap_or_else(|seen| seen)
     }
 
     /// Waits up to `timeout` for the sender to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        child_exit(&mut self.child, timeout)
+        self.process.wait_exit(timeout)
     }
 }
 
@@ -98,11 +85,4 @@ pub fn longest_stall(stderr: &str) -> Option<u64> {
         .skip(1)
         .filter_map(|rest| rest.split(' ').next()?.parse().ok())
         .max()
-}
-
-impl Drop for Flood {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -1,78 +1,22 @@
 //! Running a stage binary under test: start it, read its log as it comes,
 //! signal it, and make sure it never outlives the test.
 
+use crate::capture::{Captured, Drain};
+use crate::child::Process;
 use crate::procfs;
-use crate::wait::{POLL_INTERVAL, child_exit, wait_until};
-use std::io::{BufRead, BufReader, Read};
+use crate::wait::wait_until;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a server may take to print its "listening" lines.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a stream has printed so far, byte for byte, filled by a reader
-/// thread. Kept raw, so a check can see the exact bytes a server wrote
-/// (an ESC or a lone 0x9b byte), and read as text where a test searches it.
-#[derive(Debug, Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
 /// What the line a server prints for each client message starts with.
 const MESSAGE_LINE: &[u8] = b"client: ";
-
-impl Captured {
-    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Calls `f` with the text so far. Bytes that are not UTF-8 read as
-    /// U+FFFD; valid text is not copied (the polling loops call this often).
-    fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
-        f(&String::from_utf8_lossy(&self.lock()))
-    }
-
-    /// The text so far (bytes that are not UTF-8 as U+FFFD).
-    fn text(&self) -> String {
-        self.with_text(str::to_string)
-    }
-
-    /// The bytes so far, exactly as printed.
-    fn bytes(&self) -> Vec<u8> {
-        self.lock().clone()
-    }
-
-    /// Starts a thread that appends everything `stream` prints (but the
-    /// message lines, if `skip_messages`), as raw bytes. While `paused` is set
-    /// the thread reads nothing, so the server's writes fill the pipe.
-    fn drain(
-        &self,
-        stream: impl Read + Send + 'static,
-        skip_messages: bool,
-        paused: Arc<AtomicBool>,
-    ) -> JoinHandle<()> {
-        let sink = self.clone();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut line = Vec::new();
-            loop {
-                while paused.load(Ordering::Relaxed) {
-                    std::thread::sleep(POLL_INTERVAL);
-                }
-                if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                    break;
-                }
-                if !(skip_messages && line.starts_with(MESSAGE_LINE)) {
-                    sink.lock().extend_from_slice(&line);
-                }
-                line.clear();
-            }
-        })
-    }
-}
 
 /// How to start a server: [`Server::spawn_with`].
 #[derive(Debug, Clone, Default)]
@@ -106,21 +50,19 @@ pub struct Exited {
 impl Exited {
     /// How many lines of stdout contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
-        self.stdout.lines().filter(|line| line.contains(needle)).count()
+        count_lines(&self.stdout, needle)
     }
 }
 
-/// A stage binary running as a child process. Dropping it kills the
-/// process if it is still running, so a failing test leaves nothing behind.
+/// A stage binary running as a child process, with its log read as it
+/// comes. Dropping it kills the process if it is still running, so a
+/// failing test leaves nothing behind.
 #[derive(Debug)]
 pub struct Server {
-    child: Child,
-    /// Its exit status, once it has been reaped. After that its pid may
-    /// belong to another process, so it is never signalled again.
-    status: Option<ExitStatus>,
+    /// The process: its pid, whether it still runs, signals, its exit.
+    pub process: Process,
     stdout: Captured,
     stderr: Captured,
-    readers: Vec<JoinHandle<()>>,
     /// While set, nobody reads the server's stdout (see [`Server::pause_output`]).
     output_paused: Arc<AtomicBool>,
     /// The ports it announced, in the order it listed them.
@@ -188,31 +130,16 @@ impl Server {
         // calls and allocates nothing.
         unsafe { command.pre_exec(prepare_child) };
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        // A binary written a moment ago (a test's copy of a stage) may be
-        // refused with ETXTBSY: while another thread of the test forks a
-        // child, that child holds a copy of the writer's fd until it execs.
-        // It passes within milliseconds, so try again a few times.
-        let mut tries = 0;
-        let mut child = loop {
-            match command.spawn() {
-                Ok(child) => break child,
-                Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(POLL_INTERVAL);
-                }
-                Err(err) => panic!("cannot start {}: {err}", binary.display()),
-            }
-        };
-        let (stdout, stderr) = (Captured::default(), Captured::default());
+        let mut process = Process::spawn(&mut command);
         let output_paused = Arc::new(AtomicBool::new(false));
-        let mut readers = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            readers.push(stdout.drain(out, launch.skip_messages, Arc::clone(&output_paused)));
-        }
-        if let Some(err) = child.stderr.take() {
-            readers.push(stderr.drain(err, false, Arc::new(AtomicBool::new(false))));
-        }
-        Server { child, status: None, stdout, stderr, readers, output_paused, ports: Vec::new() }
+        let how = Drain {
+            skip_lines: launch.skip_messages.then_some(MESSAGE_LINE),
+            paused: Some(Arc::clone(&output_paused)),
+            ..Drain::default()
+        };
+        let stdout = process.capture_stdout(how);
+        let stderr = process.capture_stderr(Drain::default());
+        Server { process, stdout, stderr, output_paused, ports: Vec::new() }
     }
 
     /// Waits until the process listens on `n` TCP ports (as `/proc` shows
@@ -227,13 +154,13 @@ impl Server {
     /// [`Server::wait_for_ports`], returning what went wrong instead of
     /// panicking.
     pub fn try_wait_for_ports(&mut self, n: usize) -> Result<Vec<u16>, String> {
-        let pid = self.pid();
+        let pid = self.process.pid();
         let mut ports = Vec::new();
         let found = wait_until(START_TIMEOUT, || {
             ports = procfs::listening_ports(pid).unwrap_or_default();
-            ports.len() >= n || !self.is_running()
+            ports.len() >= n || !self.process.is_running()
         });
-        if let Some(status) = self.status {
+        if let Some(status) = self.process.status() {
             return Err(format!(
                 "the server exited at start-up with {status}\nstderr:\n{}\nstdout:\n{}",
                 self.stderr(),
@@ -262,11 +189,6 @@ impl Server {
         self.stdout.with_text(parse_listening_ports)
     }
 
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Everything printed on stdout so far.
     pub fn stdout(&self) -> String {
         self.stdout.text()
@@ -280,21 +202,13 @@ impl Server {
 
     /// How many stdout lines so far contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
-        self.stdout.with_text(|text| text.lines().filter(|line| line.contains(needle)).count())
+        self.stdout.with_text(|text| count_lines(text, needle))
     }
 
-    /// Waits until at least `n` stdout lines contain `needle`.
+    /// Waits until at least `n` stdout lines contain `needle` (false if
+    /// they do not within `timeout`, or the server exits first).
     pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
-        wait_until(timeout, || self.count(needle) >= n)
-    }
-
-    /// True while the process has not exited. (Once it has, it is reaped
-    /// and its status kept.)
-    pub fn is_running(&mut self) -> bool {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
-        }
-        self.status.is_none()
+        self.stdout.wait_for(timeout, |text| count_lines(text, needle) >= n).is_ok()
     }
 
     /// Stops reading the server's stdout, as a terminal paused with Ctrl+S
@@ -303,32 +217,6 @@ impl Server {
     /// exits or is dropped.
     pub fn pause_output(&self) {
         self.output_paused.store(true, Ordering::Relaxed);
-    }
-
-    /// Sends `signal` (such as `libc::SIGINT`) to the process. Panics if it
-    /// has exited and been reaped: its pid may name another process now.
-    pub fn signal(&self, signal: libc::c_int) {
-        self.try_signal(signal).unwrap_or_else(|why| panic!("{why}"));
-    }
-
-    /// [`Server::signal`], saying what went wrong instead of panicking.
-    pub fn try_signal(&self, signal: libc::c_int) -> Result<(), String> {
-        if let Some(status) = self.status {
-            return Err(format!(
-                "cannot send signal {signal}: the server already exited with {status}"
-            ));
-        }
-        let pid = libc::pid_t::try_from(self.pid())
-            .map_err(|_| format!("pid {} does not fit in pid_t", self.pid()))?;
-        // SAFETY: kill() takes no pointers; signalling our own child is safe.
-        let ret = unsafe { libc::kill(pid, signal) };
-        if ret != 0 {
-            return Err(format!(
-                "kill({pid}, {signal}) failed: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
     }
 
     /// Sends `signal` and waits up to `timeout` for the process to exit.
@@ -340,15 +228,15 @@ impl Server {
         timeout: Duration,
     ) -> Result<Exited, (Box<Server>, String)> {
         // A server that is already gone was not stopped by the signal.
-        if !self.is_running() {
-            let why = format!("the server had already exited ({:?})", self.status);
+        if !self.process.is_running() {
+            let why = format!("the server had already exited ({:?})", self.process.status());
             return Err((Box::new(self), why));
         }
         let sent = Instant::now();
-        if let Err(why) = self.try_signal(signal) {
+        if let Err(why) = self.process.try_signal(signal) {
             return Err((Box::new(self), why));
         }
-        match self.wait_exit(timeout) {
+        match self.process.wait_exit(timeout) {
             Some(status) => Ok(self.exited(status, sent.elapsed())),
             None => {
                 Err((Box::new(self), format!("still running {timeout:?} after signal {signal}")))
@@ -363,30 +251,21 @@ impl Server {
             .unwrap_or_else(|(server, why)| panic!("server: {why}:\n{}", server.stdout()))
     }
 
-    /// Waits up to `timeout` for the process to exit on its own.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = child_exit(&mut self.child, timeout);
-        }
-        self.status
-    }
-
     /// Waits for the process to exit on its own (for servers that should
     /// refuse to start) and returns what it printed.
     pub fn finish(mut self, timeout: Duration) -> Exited {
         let started = Instant::now();
-        let status = self.wait_exit(timeout).unwrap_or_else(|| {
+        let status = self.process.wait_exit(timeout).unwrap_or_else(|| {
             panic!("server did not exit within {timeout:?}:\n{}", self.stdout())
         });
         self.exited(status, started.elapsed())
     }
 
-    fn exited(mut self, status: ExitStatus, elapsed: Duration) -> Exited {
+    fn exited(self, status: ExitStatus, elapsed: Duration) -> Exited {
         self.output_paused.store(false, Ordering::Relaxed);
         // The process is gone, so its pipes are closed and the readers end.
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
+        self.stdout.join();
+        self.stderr.join();
         let stdout_bytes = self.stdout_bytes();
         let stdout = String::from_utf8_lossy(&stdout_bytes).into_owned();
         Exited { status, elapsed, stdout, stdout_bytes, stderr: self.stderr() }
@@ -394,13 +273,16 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Lets the reader of a paused stdout finish; the process is killed
+    /// as it is dropped.
     fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
         self.output_paused.store(false, Ordering::Relaxed);
     }
+}
+
+/// How many lines of `text` contain `needle`.
+fn count_lines(text: &str, needle: &str) -> usize {
+    text.lines().filter(|line| line.contains(needle)).count()
 }
 
 /// The ports in every "Server listening on port N" line of `log`.
@@ -418,39 +300,22 @@ pub fn parse_listening_ports(log: &str) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The message of the panic `f` raises, or `None` if it returns.
-    fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> Option<String> {
-        let payload = std::panic::catch_unwind(f).err()?;
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-    }
+    use crate::harness::panic_message;
+    use std::panic::catch_unwind;
 
     #[test]
     fn a_server_that_dies_at_start_up_fails_at_once_with_its_status_and_stderr() {
         let started = Instant::now();
-        let message = panic_message(|| {
+        let panic = catch_unwind(|| {
             let mut server =
                 Server::spawn(Path::new("/bin/sh"), &["-c", "echo no luck >&2; exit 3"]);
             server.wait_for_ports(1);
         });
-        let message = message.expect("waiting for ports must fail");
+        let message = panic_message(panic.expect_err("waiting for ports must fail").as_ref());
         assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
         assert!(message.contains("exited at start-up"), "{message}");
         assert!(message.contains("exit status: 3"), "{message}");
         assert!(message.contains("no luck"), "{message}");
-    }
-
-    #[test]
-    fn a_reaped_server_is_never_signalled() {
-        let mut server = Server::spawn(Path::new("/bin/sh"), &["-c", "exit 0"]);
-        assert!(wait_until(Duration::from_secs(5), || !server.is_running()));
-        // Its pid is free for the OS to give to another process now.
-        let message = panic_message(std::panic::AssertUnwindSafe(|| server.signal(libc::SIGTERM)));
-        let message = message.expect("signalling a reaped process must fail");
-        assert!(message.contains("already exited"), "{message}");
     }
 
     #[test]

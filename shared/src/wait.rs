@@ -1,7 +1,6 @@
 //! Waiting for a condition without a bare `sleep`: poll it often, give up
 //! at a deadline.
 
-use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// How often a condition is polled.
@@ -20,15 +19,4 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         }
         std::thread::sleep(POLL_INTERVAL);
     }
-}
-
-/// Waits up to `timeout` for `child` to exit on its own; its status, or
-/// `None` if it is still running.
-pub fn child_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let mut status = None;
-    wait_until(timeout, || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    status
 }

@@ -22,12 +22,13 @@
 //! what the logger does when `XPS_DEBUG` is unset.
 
 use shared::build::workspace_binary;
+use shared::child::Process;
 use shared::client::Client;
 use shared::pty::Terminal;
 use shared::sender::{Flood, longest_stall};
 use shared::server::{Launch, Server};
 use shared::units::format_bytes;
-use shared::wait::{child_exit, wait_until};
+use shared::wait::wait_until;
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -70,18 +71,17 @@ fn run_cargo(args: &[&str], limit: Duration) -> String {
     // Files, not pipes: a pipe nobody reads while we wait could fill up.
     let out_file = fs::File::create(&out_path).expect("temporary file for cargo's output");
     let err_file = fs::File::create(&err_path).expect("temporary file for cargo's errors");
-    let mut child = Command::new(cargo)
-        .args(args)
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .stdout(out_file)
-        .stderr(err_file)
-        .spawn()
-        .expect("cannot run cargo");
-    let status = child_exit(&mut child, limit);
+    let mut cargo = Process::spawn(
+        Command::new(cargo)
+            .args(args)
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(out_file)
+            .stderr(err_file),
+    );
+    // Dropped by the panic, a cargo still running is killed.
+    let status = cargo.wait_exit(limit);
     if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
         panic!("cargo {args:?} took longer than {limit:?}");
     }
     let stdout = fs::read_to_string(&out_path).unwrap_or_default();
@@ -199,7 +199,7 @@ fn settle(server: &Server, before: usize) {
 /// in `/proc/PID/wchan` (its log says so a moment before it gets there).
 /// Gives up quietly after [`LOG_WAIT`] where the kernel does not say.
 fn wait_asleep(server: &Server) {
-    let wchan = format!("/proc/{}/wchan", server.pid());
+    let wchan = format!("/proc/{}/wchan", server.process.pid());
     wait_until(LOG_WAIT, || fs::read_to_string(&wchan).is_ok_and(|f| f.contains("epoll")));
 }
 
@@ -383,7 +383,7 @@ fn stage07_milestone1() -> String {
 fn sender_stall() -> String {
     let server = start("stage07");
     let mut sender = Flood::start(&workspace_binary("tools", "sender"), server.ports[0]);
-    let seen = sender.read_until_stalled_for(2, Duration::from_secs(20)).to_string();
+    let seen = sender.read_until_stalled_for(2, Duration::from_secs(20));
     assert!(longest_stall(&seen) >= Some(2), "sender never stalled:\n{seen}");
     recording("cargo run -p tools --bin sender < huge_file.dat", &seen)
 }
@@ -637,7 +637,7 @@ fn stage08_milestone_sender() -> String {
     let _shared = stage08_shared();
     let server = start_quiet("stage08", true);
     let mut sender = Flood::start(&workspace_binary("tools", "sender"), server.ports[0]);
-    let seen = sender.read_until("(2 s)", Duration::from_secs(10)).to_string();
+    let seen = sender.read_until("(2 s)", Duration::from_secs(10));
     assert!(seen.contains("(2 s)"), "the sender did not report 2 s:\n{seen}");
     assert!(!seen.contains("stalled"), "the sender stalled against stage 8:\n{seen}");
     drop(sender);
@@ -648,13 +648,13 @@ fn stage08_milestone_sender() -> String {
 /// xps-top on `server` for `seconds` lines; `at_line(n)` runs as soon as
 /// line `n` (1 = the first figures) has been printed. Returns its stdout.
 fn xps_top(server: &Server, seconds: u32, mut at_line: impl FnMut(usize)) -> String {
-    let mut top = Command::new(workspace_binary("tools", "xps-top"))
-        .args(["--port", &server.ports[0].to_string(), "--seconds", &seconds.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run xps-top");
-    let stdout = top.stdout.take().expect("piped stdout");
+    let mut top = Process::spawn(
+        Command::new(workspace_binary("tools", "xps-top"))
+            .args(["--port", &server.ports[0].to_string(), "--seconds", &seconds.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped()),
+    );
+    let stdout = top.take_stdout().expect("piped stdout");
     let mut text = String::new();
     // The first line is the header; figures follow, one a second.
     for (i, line) in BufReader::new(stdout).lines().map_while(Result::ok).enumerate() {
@@ -664,7 +664,7 @@ fn xps_top(server: &Server, seconds: u32, mut at_line: impl FnMut(usize)) -> Str
             at_line(i);
         }
     }
-    let status = child_exit(&mut top, LOG_WAIT);
+    let status = top.wait_exit(LOG_WAIT);
     assert!(status.is_some_and(|s| s.success()), "xps-top: {status:?}\n{text}");
     text
 }
@@ -820,12 +820,12 @@ fn stage10_writeback_nc() -> String {
 /// comes before the part shown.)
 fn stage10_halfclose_debug() -> String {
     let server = start("stage10");
-    server.signal(libc::SIGSTOP);
+    server.process.signal(libc::SIGSTOP);
     let mut client = Client::connect(server.ports[0]);
     client.send(b"hi\n");
     client.shutdown_write();
     let before = idle_count(&server);
-    server.signal(libc::SIGCONT);
+    server.process.signal(libc::SIGCONT);
     let reply = client.read_reply(3, LOG_WAIT);
     assert_eq!(reply.bytes, b"hi\n", "no write-back before the close: {:?}", reply.end);
     assert!(client.is_closed_by_server(LOG_WAIT), "the server did not close the connection");
@@ -898,7 +898,7 @@ fn flood_top(stage: &str, mut during: impl FnMut(usize, &mut Flood, &Server)) ->
                 during(line, flood, &server);
             }
             if line == 3 {
-                printed = sender.take().map(|flood| flood.seen.clone()).unwrap_or_default();
+                printed = sender.take().map(|flood| flood.seen()).unwrap_or_default();
             }
         }
         _ => {}

@@ -155,14 +155,14 @@ fn reset(stream: TcpStream) {
 
 /// The server's resident memory, in bytes.
 fn rss(server: &Server) -> u64 {
-    procfs::rss_bytes(server.pid()).unwrap()
+    procfs::rss_bytes(server.process.pid()).unwrap()
 }
 
 /// The share of one CPU the server used over `window`.
 fn cpu_share(server: &Server, window: Duration) -> f64 {
-    let before = procfs::cpu_time(server.pid()).unwrap();
+    let before = procfs::cpu_time(server.process.pid()).unwrap();
     std::thread::sleep(window);
-    let used = procfs::cpu_time(server.pid()).unwrap() - before;
+    let used = procfs::cpu_time(server.process.pid()).unwrap() - before;
     used.as_secs_f64() / window.as_secs_f64()
 }
 
@@ -201,7 +201,7 @@ fn a_flooder_does_not_stop_a_bystander() {
     assert!(sent >= FLOOD_BYTES, "the flood stalled at {sent} bytes in {FLOOD_MAX_TIME:?}");
     drop(flooder);
     Client::connect(server.ports[0]).expect_reversed(b"next\n");
-    assert!(server.is_running());
+    assert!(server.process.is_running());
 }
 
 /// Experiment 1 of stage 8: with no client the server sleeps in
@@ -353,7 +353,7 @@ fn clients_that_reset_with_replies_queued() {
     for &port in &server.ports {
         Client::connect(port).expect_reversed(b"still here\n");
     }
-    assert!(server.is_running(), "{}", server.stdout());
+    assert!(server.process.is_running(), "{}", server.stdout());
 }
 
 /// Ctrl+C during a flood that is never read: the core destroys the

@@ -61,9 +61,9 @@ fn idle_clients_cost_no_cpu() {
     for (i, client) in clients.iter_mut().enumerate() {
         client.expect_reversed(format!("idle {i}\n").as_bytes());
     }
-    let before = procfs::cpu_time(server.pid()).unwrap();
+    let before = procfs::cpu_time(server.process.pid()).unwrap();
     std::thread::sleep(WINDOW);
-    let used = procfs::cpu_time(server.pid()).unwrap().saturating_sub(before);
+    let used = procfs::cpu_time(server.process.pid()).unwrap().saturating_sub(before);
     let share = used.as_secs_f64() / WINDOW.as_secs_f64();
     eprintln!("{CLIENTS} idle clients: {used:?} of CPU in {WINDOW:?} ({:.2}%)", share * 100.0);
     assert!(share < 0.02, "{:.1}% of a core with {CLIENTS} idle clients", share * 100.0);

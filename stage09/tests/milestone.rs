@@ -157,7 +157,7 @@ fn reset(stream: TcpStream) {
 
 /// The server's resident memory, in bytes.
 fn rss(server: &Server) -> u64 {
-    procfs::rss_bytes(server.pid()).unwrap()
+    procfs::rss_bytes(server.process.pid()).unwrap()
 }
 
 /// The milestone: stage 7's Experiment 1 again. A client floods port A and
@@ -195,7 +195,7 @@ fn a_flooder_does_not_stop_a_bystander() {
     assert!(sent >= FLOOD_BYTES, "the flood stalled at {sent} bytes in {FLOOD_MAX_TIME:?}");
     drop(flooder);
     Client::connect(server.ports[0]).expect_reversed(b"next\n");
-    assert!(server.is_running());
+    assert!(server.process.is_running());
 }
 
 /// The same seen in the log, as the course shows it with `XPS_DEBUG=1`:
@@ -336,7 +336,7 @@ fn clients_that_reset_with_replies_queued() {
     for &port in &server.ports {
         Client::connect(port).expect_reversed(b"still here\n");
     }
-    assert!(server.is_running(), "{}", server.stdout());
+    assert!(server.process.is_running(), "{}", server.stdout());
 }
 
 /// Ctrl+C during a flood that is never read: the core destroys the

@@ -165,9 +165,14 @@ fn a_client_that_never_reads_costs_a_pipe_and_loses_nothing() {
 
     let mut out = Outgoing::digested(1);
     let flood = Flood::new(FLOOD_BYTES, FLOOD_TIME);
-    let Watched { run, rss } =
-        flood_watching(flooder.stream(), server.pid(), &flood, &mut out, Some(MEMORY_BOUND))
-            .expect("read the server's memory");
+    let Watched { run, rss } = flood_watching(
+        flooder.stream(),
+        server.process.pid(),
+        &flood,
+        &mut out,
+        Some(MEMORY_BOUND),
+    )
+    .expect("read the server's memory");
     eprintln!(
         "one flooder: RSS {} -> {} at most (+{}) while it sent {} in {:?}; then {:?}",
         format_bytes(rss.baseline),
@@ -260,7 +265,7 @@ fn a_hundred_flooders_cost_a_pipe_each_at_most() {
     for (i, client) in clients.iter_mut().enumerate() {
         exchange(client, &format!("flooder {i}"));
     }
-    let sampler = RssSampler::start(server.pid()).expect("read the server's memory");
+    let sampler = RssSampler::start(server.process.pid()).expect("read the server's memory");
     // Each flooder floods until its writes stall. On two cores a server
     // busy with 99 others can leave one without a turn long enough to look
     // stalled before its pipe is full; so the floods go in rounds, each
@@ -347,7 +352,7 @@ fn a_flood_of_small_writes_costs_no_more() {
     let flood = Flood { write_size: 64, ..Flood::new(FLOOD_BYTES, FLOOD_TIME) };
     let Watched { run, rss } = flood_watching(
         flooder.stream(),
-        server.pid(),
+        server.process.pid(),
         &flood,
         &mut Outgoing::new(64),
         Some(MEMORY_BOUND),
@@ -391,11 +396,12 @@ fn idle_clients_cost_no_cpu() {
     for (i, client) in clients.iter_mut().enumerate() {
         exchange(client, &format!("idle {i}"));
     }
-    let before = procfs::cpu_time(server.pid()).expect("read the server's CPU time");
+    let before = procfs::cpu_time(server.process.pid()).expect("read the server's CPU time");
     let started = Instant::now();
     std::thread::sleep(WINDOW);
-    let used =
-        procfs::cpu_time(server.pid()).expect("read the server's CPU time").saturating_sub(before);
+    let used = procfs::cpu_time(server.process.pid())
+        .expect("read the server's CPU time")
+        .saturating_sub(before);
     let share = used.as_secs_f64() / started.elapsed().as_secs_f64();
     eprintln!("{CLIENTS} idle clients: {used:?} of CPU in {WINDOW:?} ({:.2}%)", share * 100.0);
     assert!(share < 0.02, "{:.1}% of a core with {CLIENTS} idle clients", share * 100.0);

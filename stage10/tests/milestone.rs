@@ -250,7 +250,7 @@ fn clients_that_reset_with_bytes_in_their_pipe() {
     for &port in &server.ports {
         assert_eq!(Client::connect(port).round_trip(b"still here\n"), b"still here\n");
     }
-    assert!(server.is_running(), "{}", server.stdout());
+    assert!(server.process.is_running(), "{}", server.stdout());
 }
 
 /// Ctrl+C while a client's pipe is full: the core destroys the connection

@@ -2,23 +2,14 @@
 //! `--help`, `--version`) and what it does with ports it cannot open.
 //! These checks start the binary themselves.
 
-use crate::checks::launch::taken_port;
+use crate::checks::launch::{run_to_exit, taken_port};
 use crate::checks::{Failure, Outcome, Subject, ensure};
 use crate::client::{Client, IO_TIMEOUT};
-use crate::server::{Exited, Server};
+use crate::server::Server;
 
-/// Runs `subject`'s binary with `args` until it exits (it should not
-/// start serving).
-fn run_to_exit(subject: &Subject<'_>, args: &[&str]) -> Result<Exited, Box<Failure>> {
-    let mut server = Server::spawn(subject.binary, args);
-    if server.wait_exit(IO_TIMEOUT).is_none() {
-        return Err(Failure::new(
-            format!("with {args:?} it did not exit within {IO_TIMEOUT:?}"),
-            "bad flags, or no port that can be opened, must end the server at once",
-        ));
-    }
-    Ok(server.finish(IO_TIMEOUT))
-}
+/// Why a run that should end at once may not have: the hint of
+/// [`run_to_exit`] here.
+const MUST_EXIT: &str = "bad flags, or no port that can be opened, must end the server at once";
 
 /// One of three ports is taken by another socket: the server logs an
 /// ERROR naming it and serves on the other two.
@@ -46,7 +37,7 @@ pub fn port_in_use(subject: &Subject<'_>) -> Outcome {
             "log which host and port could not be opened, and why",
         )?;
     }
-    ensure(server.is_running(), || "the server exited".to_string(), "")?;
+    ensure(server.process.is_running(), || "the server exited".to_string(), "")?;
     Ok(None)
 }
 
@@ -54,7 +45,7 @@ pub fn port_in_use(subject: &Subject<'_>) -> Outcome {
 /// why on stderr (and, for the workspace's own, in an ERROR line).
 pub fn no_port_at_all(subject: &Subject<'_>) -> Outcome {
     let (_taken, busy) = taken_port()?;
-    let exited = run_to_exit(subject, &["--ports", &busy.to_string()])?;
+    let exited = run_to_exit(subject, &["--ports", &busy.to_string()], IO_TIMEOUT, MUST_EXIT)?;
     ensure(
         !exited.status.success(),
         || format!("it exited with {} with no port open", exited.status),
@@ -88,7 +79,7 @@ pub fn bad_flags(subject: &Subject<'_>) -> Outcome {
         &["--host", ""],
     ];
     for args in bad {
-        let exited = run_to_exit(subject, args)?;
+        let exited = run_to_exit(subject, args, IO_TIMEOUT, MUST_EXIT)?;
         let first_line = exited.stderr.lines().next().unwrap_or_default();
         ensure(
             exited.status.code() == Some(2)
@@ -100,13 +91,13 @@ pub fn bad_flags(subject: &Subject<'_>) -> Outcome {
             "a bad flag gets a one-line error, then the usage, on stderr, and status 2",
         )?;
     }
-    let help = run_to_exit(subject, &["--help"])?;
+    let help = run_to_exit(subject, &["--help"], IO_TIMEOUT, MUST_EXIT)?;
     ensure(
         help.status.success() && help.stdout.contains("Usage:"),
         || format!("--help: {help:?}"),
         "--help prints the usage on stdout and exits 0",
     )?;
-    let version = run_to_exit(subject, &["--version"])?;
+    let version = run_to_exit(subject, &["--version"], IO_TIMEOUT, MUST_EXIT)?;
     let printed = version.stdout.trim();
     ensure(
         version.status.success() && subject.version.is_none_or(|expected| printed == expected),

@@ -2,25 +2,20 @@
 //! listener that cannot be created leaves nothing behind, a host that does
 //! not resolve ends the server, and a bad value is named in the error.
 
-use crate::checks::launch::{every_port_answers, taken_port, target};
+use crate::checks::launch::{every_port_answers, run_to_exit, taken_port, target};
 use crate::checks::{Failure, Outcome, Subject, ensure};
 use crate::client::IO_TIMEOUT;
 use crate::procfs;
-use crate::server::{Exited, Server};
+use crate::server::Server;
+use std::time::Duration;
 
-/// Runs `subject`'s binary with `args` until it exits (it should not
-/// start serving).
-fn run_to_exit(subject: &Subject<'_>, args: &[&str]) -> Result<Exited, Box<Failure>> {
-    let mut server = Server::spawn(subject.binary, args);
-    // Resolving a host may take a moment: allow twice the usual wait.
-    if server.wait_exit(IO_TIMEOUT * 2).is_none() {
-        return Err(Failure::new(
-            format!("with {args:?} it did not exit within {:?}", IO_TIMEOUT * 2),
-            "a configuration the server cannot use must end it at once",
-        ));
-    }
-    Ok(server.finish(IO_TIMEOUT))
-}
+/// How long a configuration the server cannot use may take to end it:
+/// resolving a host may take a moment, so twice the usual wait.
+const EXIT_WAIT: Duration = Duration::from_secs(2 * IO_TIMEOUT.as_secs());
+
+/// Why a run that should end at once may not have: the hint of
+/// [`run_to_exit`] here.
+const MUST_EXIT: &str = "a configuration the server cannot use must end it at once";
 
 /// A listener that cannot be created (its port is taken) leaves no socket
 /// behind, and the other port serves; a host that does not resolve ends
@@ -34,7 +29,7 @@ pub fn bad_configuration(subject: &Subject<'_>) -> Outcome {
     server.try_wait_for_ports(1).map_err(|why| {
         Failure::new(why, "a port that cannot be opened is skipped: the others still serve")
     })?;
-    let sockets = procfs::open_sockets(server.pid())
+    let sockets = procfs::open_sockets(server.process.pid())
         .map_err(|err| Failure::new(format!("cannot list the server's sockets: {err}"), ""))?;
     ensure(
         sockets == 1,
@@ -46,7 +41,7 @@ pub fn bad_configuration(subject: &Subject<'_>) -> Outcome {
     drop(server);
 
     let host = "no-such-host.invalid";
-    let exited = run_to_exit(subject, &["--host", host, "--ports", "0"])?;
+    let exited = run_to_exit(subject, &["--host", host, "--ports", "0"], EXIT_WAIT, MUST_EXIT)?;
     ensure(
         !exited.status.success() && !exited.stderr.trim().is_empty(),
         || format!("with a host that does not resolve: {exited:?}"),
@@ -62,7 +57,7 @@ pub fn bad_configuration(subject: &Subject<'_>) -> Outcome {
     }
 
     for args in [["--ports", "65536"], ["--ports", "8001,8001"], ["--ports", "x"]] {
-        let exited = run_to_exit(subject, &args)?;
+        let exited = run_to_exit(subject, &args, EXIT_WAIT, MUST_EXIT)?;
         let first = exited.stderr.lines().next().unwrap_or_default();
         let value = args[1].split(',').next().unwrap_or_default();
         ensure(

@@ -1,9 +1,11 @@
 //! What the checks that start the binary themselves share: starting it on
-//! ports the OS picks, reaching it as a [`Target`], and seeing that it
-//! still serves, each returning a [`Failure`] instead of panicking.
+//! ports the OS picks (or with arguments that should end it), reaching it
+//! as a [`Target`], and seeing that it still serves, each returning a
+//! [`Failure`] instead of panicking.
 
 use crate::checks::{CHECK_DEADLINE, Failure, REPLY_TIMEOUT, Subject, Target, ensure};
-use crate::server::{Launch, Server};
+use crate::client::IO_TIMEOUT;
+use crate::server::{Exited, Launch, Server};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 
@@ -26,6 +28,24 @@ pub fn start(subject: &Subject<'_>, ports: usize, launch: &Launch) -> Result<Ser
         )
     })?;
     Ok(server)
+}
+
+/// Runs `subject`'s binary with `args`, which should end it at once
+/// instead of serving (a bad flag, no port it can open, a host that does
+/// not resolve), and returns what it printed. Fails with `hint` if it is
+/// still running after `within`: each caller knows how long its case may
+/// take (resolving a host takes longer than reading a flag).
+pub fn run_to_exit(
+    subject: &Subject<'_>,
+    args: &[&str],
+    within: Duration,
+    hint: &str,
+) -> Result<Exited, Box<Failure>> {
+    let mut server = Server::spawn(subject.binary, args);
+    if server.process.wait_exit(within).is_none() {
+        return Err(Failure::new(format!("with {args:?} it did not exit within {within:?}"), hint));
+    }
+    Ok(server.finish(IO_TIMEOUT))
 }
 
 /// The server's ports as a check's [`Target`]: replies as the stage's
@@ -61,7 +81,7 @@ fn after_(mut failure: Box<Failure>, after: &str) -> Box<Failure> {
 /// Fails if the server has exited.
 pub fn still_running(server: &mut Server, after: &str) -> Result<(), Box<Failure>> {
     ensure(
-        server.is_running(),
+        server.process.is_running(),
         || format!("the server exited after {after}"),
         "a server must outlive its clients, whatever they do (a send() to a client that has \
          gone raises SIGPIPE, which ends the process: send with MSG_NOSIGNAL)",

@@ -28,7 +28,7 @@ fn open_fds(pid: u32) -> Result<usize, Box<Failure>> {
 fn fds_come_back(server: &Server, start: usize, after: &str) -> Result<(), Box<Failure>> {
     let mut now = 0;
     wait_until(Duration::from_secs(5), || {
-        now = procfs::open_fds(server.pid()).unwrap_or(usize::MAX);
+        now = procfs::open_fds(server.process.pid()).unwrap_or(usize::MAX);
         now == start
     });
     ensure(
@@ -49,7 +49,7 @@ pub fn fd_exhaustion(subject: &Subject<'_>) -> Outcome {
     const HOLD: Duration = Duration::from_secs(1);
     let launch = Launch { max_fds: Some(MAX_FDS), ..QUIET };
     let mut server = start(subject, 1, &launch)?;
-    let (port, pid) = (server.ports[0], server.pid());
+    let (port, pid) = (server.ports[0], server.process.pid());
     // Connect 100 clients at once and hold whatever connects: a connect
     // that fails is simply not held, nobody waits for it.
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -149,7 +149,7 @@ pub fn no_fd_leak(subject: &Subject<'_>) -> Outcome {
     const CYCLES: usize = 3000;
     let server = start(subject, N_PORTS, &QUIET)?;
     let target = target(&server, subject);
-    let start = open_fds(server.pid())?;
+    let start = open_fds(server.process.pid())?;
     for i in 0..CYCLES {
         let mut client = target.connect(i)?;
         target.exchange(&mut client, b"cycle\n").map_err(|mut failure| {
@@ -183,7 +183,7 @@ pub fn crowd(target: &Target, clients: usize) -> Result<(), Box<Failure>> {
 pub fn abrupt_clients(subject: &Subject<'_>) -> Outcome {
     let server = start(subject, N_PORTS, &QUIET)?;
     let target = target(&server, subject);
-    let start = open_fds(server.pid())?;
+    let start = open_fds(server.process.pid())?;
 
     for index in 0..target.ports() {
         let mut client = target.connect(index)?;

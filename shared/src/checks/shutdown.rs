@@ -259,8 +259,8 @@ pub fn second_sigint(subject: &Subject<'_>) -> Outcome {
         };
     }
 
-    server.try_signal(libc::SIGINT).map_err(|why| Failure::new(why, ""))?;
-    if let Some(status) = server.wait_exit(Duration::from_millis(300)) {
+    server.process.try_signal(libc::SIGINT).map_err(|why| Failure::new(why, ""))?;
+    if let Some(status) = server.process.wait_exit(Duration::from_millis(300)) {
         // Ended by the first signal, even while blocked on its log.
         if !subject.stage.graceful_shutdown {
             ensure(
@@ -287,8 +287,8 @@ pub fn second_sigint(subject: &Subject<'_>) -> Outcome {
             )))
         };
     }
-    server.try_signal(libc::SIGINT).map_err(|why| Failure::new(why, ""))?;
-    let status = server.wait_exit(SHUTDOWN_LIMIT * 2);
+    server.process.try_signal(libc::SIGINT).map_err(|why| Failure::new(why, ""))?;
+    let status = server.process.wait_exit(SHUTDOWN_LIMIT * 2);
     ensure(
         status.is_some_and(|status| status.signal() == Some(libc::SIGINT)),
         || match status {

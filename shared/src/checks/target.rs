@@ -2,9 +2,9 @@
 //! within a check's deadline, and why a check failed (`Failure`), with the
 //! usual cause of a wrong reply.
 
-use crate::client::{Client, Reply, ReplyEnd};
+use crate::client::{Client, Reply, ReplyEnd, connect_first};
 use crate::stages::Protocol;
-use std::io::{ErrorKind, Read as _};
+use std::io::Read as _;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -161,25 +161,18 @@ impl Target {
     /// of its addresses until one answers.
     pub fn connect(&self, index: usize) -> Result<Client, Box<Failure>> {
         let addrs = &self.addrs[index % self.addrs.len()];
-        let mut errors = Vec::new();
-        let mut all_refused = true;
-        for &addr in addrs {
-            match Client::try_connect_to(addr) {
-                Ok(client) => return Ok(client),
-                Err(err) => {
-                    all_refused &= err.kind() == ErrorKind::ConnectionRefused;
-                    errors.push(format!("{addr}: {err}"));
-                }
-            }
-        }
+        let unreachable = match connect_first(addrs, Client::try_connect_to) {
+            Ok((client, _)) => return Ok(client),
+            Err(unreachable) => unreachable,
+        };
         let port = addrs.first().map_or(0, SocketAddr::port);
         Err(Box::new(Failure {
-            what: format!("cannot connect to {}", errors.join("; ")),
+            what: format!("cannot connect to {unreachable}"),
             hint: format!(
                 "is the server running, and listening on port {port}? (start it first; \
                  xps-check never starts one)"
             ),
-            cause: if all_refused { Cause::Refused } else { Cause::Other },
+            cause: if unreachable.all_refused() { Cause::Refused } else { Cause::Other },
             ..Failure::default()
         }))
     }
@@ -278,10 +271,8 @@ pub fn silence(reply: &Reply, cut_short: bool) -> Cause {
 /// listens there at all (as opposed to a server that is slow to accept,
 /// or one port of several missing).
 pub fn nothing_listens(addrs: &[Vec<SocketAddr>]) -> bool {
-    addrs.iter().flatten().all(|addr| {
-        TcpStream::connect_timeout(addr, Duration::from_secs(1))
-            .is_err_and(|err| err.kind() == ErrorKind::ConnectionRefused)
-    })
+    let probe = |addr| TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    addrs.iter().all(|port| connect_first(port, probe).is_err_and(|none| none.all_refused()))
 }
 
 /// What `client` has received and not read yet, read without waiting (a

@@ -51,7 +51,7 @@ struct Options {
     exit_at_eof: bool,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Options>, String> {
     let mut options = Options { host: "127.0.0.1".to_string(), port: 8001, exit_at_eof: false };
     let mut args = Args::new(args);
     while let Some(flag) = args.next() {

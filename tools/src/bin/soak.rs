@@ -31,11 +31,11 @@
 
 use shared::checks::show;
 use shared::cli::{Args, options_or_exit, resolve, unknown};
-use shared::client::{Client, ReplyEnd};
+use shared::client::{Client, ReplyEnd, connect_first};
 use shared::oracle::Rng;
 use shared::procfs;
 use shared::stages::{self, Protocol, Stage};
-use shared::units::{format_bytes, parse_size};
+use shared::units::format_bytes;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,7 +137,7 @@ struct Options {
     seed: u64,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Options>, String> {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
@@ -161,11 +161,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Str
             "--clients" => options.clients = args.number(&flag, 1..=MAX_CLIENTS)?,
             "--seconds" => options.seconds = args.number(&flag, 1..=MAX_SECONDS)?,
             "--pid" => options.pid = Some(args.number(&flag, 1..=i32::MAX as u32)?),
-            "--max-rss-growth" => {
-                let value = args.value(&flag)?;
-                options.max_rss_growth =
-                    parse_size(&value).map_err(|err| format!("{flag}: {err}"))?;
-            }
+            "--max-rss-growth" => options.max_rss_growth = args.size(&flag)?,
             "--seed" => options.seed = args.number(&flag, 0..=u64::MAX)?,
             _ => return Err(unknown(&flag)),
         }
@@ -275,22 +271,6 @@ impl Drop for Running {
     }
 }
 
-/// Connects to the first of `addrs` (one port's addresses, IPv4 first)
-/// that answers.
-fn connect(addrs: &[SocketAddr]) -> Result<(Client, SocketAddr), (SocketAddr, String)> {
-    let mut errors = Vec::new();
-    for &addr in addrs {
-        match Client::try_connect_to(addr) {
-            Ok(client) => return Ok((client, addr)),
-            // The address is in every error line already; name it here
-            // only when there were several.
-            Err(err) if addrs.len() == 1 => errors.push(err.to_string()),
-            Err(err) => errors.push(format!("{addr}: {err}")),
-        }
-    }
-    Err((addrs[0], errors.join("; ")))
-}
-
 /// One client's session: behaviours picked at random until the run is
 /// over. After a failed connection it waits before the next attempt,
 /// longer each time; after [`MAX_CONNECT_FAILURES`] in a row it gives up
@@ -300,9 +280,17 @@ fn client_loop(addrs: &[Vec<SocketAddr>], seed: u64, run: &Run) {
     let mut failures_in_a_row = 0;
     let mut backoff = FIRST_BACKOFF;
     while !run.is_over() {
-        let (client, addr) = match connect(&addrs[rng.below(addrs.len())]) {
+        let port = &addrs[rng.below(addrs.len())];
+        let (client, addr) = match connect_first(port, Client::try_connect_to) {
             Ok(connected) => connected,
-            Err((addr, err)) => {
+            Err(unreachable) => {
+                // The port's first address starts every error line: name
+                // each address in the error only when there were several.
+                let addr = port[0];
+                let err = match unreachable.0.as_slice() {
+                    [(_, only)] => only.to_string(),
+                    _ => unreachable.to_string(),
+                };
                 run.error(addr, &format!("connect failed: {err}"));
                 failures_in_a_row += 1;
                 if failures_in_a_row >= MAX_CONNECT_FAILURES {
@@ -687,7 +675,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, TcpListener};
 
     const REVERSE: Protocol = Protocol::Reverse;
 
@@ -730,18 +717,5 @@ mod tests {
         let mut in_pieces = REVERSE.reply(first);
         in_pieces.extend(REVERSE.reply(second));
         assert!(check_reply(write_back, &message, &in_pieces, 1200).is_err());
-    }
-
-    #[test]
-    fn every_address_is_tried_until_one_answers() {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let open = listener.local_addr().unwrap();
-        // Bound, then let go: nothing listens there.
-        let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
-        let (_client, addr) = connect(&[closed, open]).expect("the second address answers");
-        assert_eq!(addr, open);
-        let (addr, why) = connect(&[closed, closed]).expect_err("nothing listens");
-        assert_eq!(addr, closed);
-        assert!(why.starts_with(&closed.to_string()), "{why}");
     }
 }

@@ -15,9 +15,10 @@
 //! (`shared::memory`), so the two report the same figure.
 
 use shared::cli::{Args, options_or_exit, resolve, unknown};
+use shared::client::connect_first;
 use shared::memory::{Flood, Outgoing, Stop, Watched, flood_watching};
 use shared::procfs;
-use shared::units::{format_bytes, parse_size};
+use shared::units::format_bytes;
 use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -80,16 +81,12 @@ impl Default for Options {
     }
 }
 
-/// `flag`'s value as a size above 0 (`200M`, `1G`).
-fn size(flag: &str, value: &str) -> Result<u64, String> {
-    match parse_size(value) {
-        Ok(0) => Err(format!("{flag}: the size must be above 0")),
-        Ok(bytes) => Ok(bytes),
-        Err(why) => Err(format!("{flag}: {why}")),
-    }
+/// `bytes`, the value of the size `flag`, if it is above 0.
+fn above_0(flag: &str, bytes: u64) -> Result<u64, String> {
+    if bytes == 0 { Err(format!("{flag}: the size must be above 0")) } else { Ok(bytes) }
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Options>, String> {
     let mut options = Options::default();
     let mut args = Args::new(args);
     while let Some(flag) = args.next() {
@@ -98,10 +95,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Str
             "--host" => options.host = args.value(&flag)?,
             "--port" => options.port = args.port(&flag)?,
             "--pid" => options.pid = Some(args.number(&flag, 1..=u32::MAX)?),
-            "--bytes" => options.bytes = size(&flag, &args.value(&flag)?)?,
+            "--bytes" => options.bytes = above_0(&flag, args.size(&flag)?)?,
             "--seconds" => options.seconds = args.seconds(&flag, 600.0)?,
             "--write-size" => options.write_size = args.number(&flag, 1..=1 << 20)?,
-            "--stop-above" => options.stop_above = Some(size(&flag, &args.value(&flag)?)?),
+            "--stop-above" => options.stop_above = Some(above_0(&flag, args.size(&flag)?)?),
             _ => return Err(unknown(&flag)),
         }
     }
@@ -141,10 +138,9 @@ fn run(options: &Options) -> Result<Watched, String> {
             ));
         }
     };
-    let stream = addrs
-        .iter()
-        .find_map(|addr| TcpStream::connect_timeout(addr, Duration::from_secs(5)).ok())
-        .ok_or_else(|| format!("cannot connect to {}:{}", options.host, options.port))?;
+    let connect = |addr| TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+    let (stream, _) = connect_first(&addrs, connect)
+        .map_err(|_| format!("cannot connect to {}:{}", options.host, options.port))?;
     // Small writes must leave as small segments, not be merged by Nagle.
     stream.set_nodelay(true).map_err(|err| format!("TCP_NODELAY: {err}"))?;
     let flood =
@@ -211,14 +207,10 @@ mod tests {
     use super::*;
     use shared::memory::{FloodRun, MIB as M, Rss};
 
-    fn parse(list: &[&str]) -> Result<Option<Options>, String> {
-        parse_args(list.iter().map(|s| s.to_string()))
-    }
-
     #[test]
     fn flags_are_read() {
-        assert_eq!(parse(&[]).unwrap(), Some(Options::default()));
-        let options = parse(&[
+        assert_eq!(parse_args::<&str>([]).unwrap(), Some(Options::default()));
+        let options = parse_args([
             "--port",
             "9001",
             "--pid",
@@ -234,7 +226,7 @@ mod tests {
         .unwrap();
         assert_eq!((options.port, options.pid, options.bytes), (9001, Some(42), 200 * M));
         assert_eq!((options.write_size, options.stop_above), (64, Some(64 * M)));
-        assert!(parse(&["--help"]).unwrap().is_none());
+        assert!(parse_args(["--help"]).unwrap().is_none());
     }
 
     #[test]
@@ -248,7 +240,7 @@ mod tests {
             &["--stop-above"],
             &["--bogus"],
         ] {
-            let message = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            let message = parse_args(bad).err().unwrap_or_else(|| panic!("{bad:?} was accepted"));
             assert!(!message.contains('\n'), "{message}");
         }
     }

@@ -44,7 +44,7 @@ struct Options {
     lines: Option<u64>,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Options>, String> {
     let mut target = None;
     let mut lines = None;
     let mut args = Args::new(args);
@@ -161,19 +161,15 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse(list: &[&str]) -> Result<Option<Options>, String> {
-        parse_args(list.iter().map(|s| s.to_string()))
-    }
-
     #[test]
     fn flags_are_read() {
-        let options = parse(&["--port", "8001", "--seconds", "3"]).unwrap().unwrap();
+        let options = parse_args(["--port", "8001", "--seconds", "3"]).unwrap().unwrap();
         assert!(matches!(options.target, Target::Port(8001)));
         assert_eq!(options.lines, Some(3));
-        let options = parse(&["--pid", "42"]).unwrap().unwrap();
+        let options = parse_args(["--pid", "42"]).unwrap().unwrap();
         assert!(matches!(options.target, Target::Pid(42)));
         assert_eq!(options.lines, None);
-        assert!(parse(&["--help"]).unwrap().is_none());
+        assert!(parse_args(["--help"]).unwrap().is_none());
     }
 
     #[test]
@@ -187,7 +183,7 @@ mod tests {
             &["--seconds", "0", "--pid", "1"],
             &["--bogus"],
         ] {
-            let message = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            let message = parse_args(bad).err().unwrap_or_else(|| panic!("{bad:?} was accepted"));
             assert!(!message.contains('\n'), "{message}");
         }
     }

@@ -80,7 +80,7 @@ fn reports_a_stall_when_the_server_does_not_read() {
     let mut sender = Flood::start(Path::new(SENDER), server.local_addr().unwrap().port());
     // Accept, then never read: the sender must stall.
     let (_conn, _) = server.accept().unwrap();
-    let seen = sender.read_until_stalled_for(2, Duration::from_secs(15)).to_string();
+    let seen = sender.read_until_stalled_for(2, Duration::from_secs(15));
     assert!(longest_stall(&seen) >= Some(2), "{seen}");
     assert!(seen.contains(" s: the server is not reading\n"), "{seen}");
 }
@@ -112,7 +112,7 @@ fn server_that_goes_away_is_an_error() {
     drop(conn);
     drop(server);
     let status = sender.wait_exit(Duration::from_secs(10));
-    let stderr = sender.read_until("the server is gone", Duration::from_secs(1)).to_string();
+    let stderr = sender.read_until("the server is gone", Duration::from_secs(1));
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
     assert!(stderr.contains("the server is gone"), "{stderr}");
 }

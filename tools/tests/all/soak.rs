@@ -4,13 +4,13 @@
 //! Every run has a deadline, and a soak still running then is killed.
 
 use shared::build::workspace_binary;
+use shared::capture::{Captured, Drain};
+use shared::child::Process;
 use shared::client::ClosedPort;
 use shared::server::{Launch, Server};
-use shared::wait::child_exit;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 const SOAK: &str = env!("CARGO_BIN_EXE_soak");
@@ -27,59 +27,40 @@ struct Run {
     stderr: String,
 }
 
-/// Reads all of `stream` on a thread, so a chatty child never blocks on a
-/// full pipe.
-fn drain(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stream.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
 /// A soak run in progress; dropping it kills soak if it is still running.
 struct Soak {
-    child: Child,
+    process: Process,
     started: Instant,
-    stdout: Option<JoinHandle<String>>,
-    stderr: Option<JoinHandle<String>>,
+    stdout: Captured,
+    stderr: Captured,
 }
 
 impl Soak {
     fn start(args: &[&str]) -> Soak {
-        let mut child = Command::new(SOAK)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start soak");
-        let stdout = child.stdout.take().map(drain);
-        let stderr = child.stderr.take().map(drain);
-        Soak { child, started: Instant::now(), stdout, stderr }
+        let mut process = Process::spawn(
+            Command::new(SOAK)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let stdout = process.capture_stdout(Drain::default());
+        let stderr = process.capture_stderr(Drain::default());
+        Soak { process, started: Instant::now(), stdout, stderr }
     }
 
     /// Waits for soak to exit; panics (and the drop kills it) if it is still
     /// running after [`DEADLINE`].
     fn finish(mut self) -> Run {
         let left = DEADLINE.saturating_sub(self.started.elapsed());
-        let status = child_exit(&mut self.child, left)
+        let status = self
+            .process
+            .wait_exit(left)
             .unwrap_or_else(|| panic!("soak still running after {DEADLINE:?}"));
         let elapsed = self.started.elapsed();
-        let text = |reader: Option<JoinHandle<String>>| {
-            reader.map(|r| r.join().expect("reader thread")).unwrap_or_default()
-        };
-        let (stdout, stderr) = (text(self.stdout.take()), text(self.stderr.take()));
-        Run { status, elapsed, stdout, stderr }
-    }
-}
-
-impl Drop for Soak {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.stdout.join();
+        self.stderr.join();
+        Run { status, elapsed, stdout: self.stdout.text(), stderr: self.stderr.text() }
     }
 }
 
@@ -148,7 +129,7 @@ fn absurd_numbers_are_a_one_line_error_and_status_2() {
 fn a_short_run_against_stage07_passes() {
     let server = stage07();
     let ports = format!("{},{}", server.ports[0], server.ports[1]);
-    let pid = server.pid().to_string();
+    let pid = server.process.pid().to_string();
     let run = soak(&["--ports", &ports, "--clients", "4", "--seconds", "1", "--pid", &pid]);
     assert!(run.status.success(), "{run:#?}");
     assert!(run.stdout.contains("errors          0"), "{run:#?}");
@@ -165,7 +146,7 @@ fn finds_the_server_from_its_port_without_pid() {
     assert!(run.status.success(), "{run:#?}");
     let watching = format!(
         "soak: watching pid {}, the process listening on port {}",
-        server.pid(),
+        server.process.pid(),
         server.ports[0]
     );
     assert!(run.stdout.starts_with(&watching), "{run:#?}");
@@ -177,7 +158,7 @@ fn finds_the_server_from_its_port_without_pid() {
 fn a_server_killed_mid_run_fails_it_soon_and_quietly() {
     let server = stage07();
     let ports = format!("{},{}", server.ports[0], server.ports[1]);
-    let pid = server.pid();
+    let pid = server.process.pid();
     let args = ["--ports", &ports, "--clients", "8", "--seconds", "30", "--pid", &pid.to_string()];
     let soak = Soak::start(&args);
     std::thread::sleep(Duration::from_millis(500));

@@ -3,11 +3,10 @@
 //! end when the watched process exits.
 
 use shared::build::workspace_binary;
+use shared::capture::{Captured, Drain};
+use shared::child::Process;
 use shared::server::{Launch, Server};
-use shared::wait::{child_exit, wait_until};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const XPS_TOP: &str = env!("CARGO_BIN_EXE_xps-top");
@@ -40,7 +39,7 @@ fn figures(line: &str) -> Option<(u64, f64, String, usize)> {
 #[test]
 fn prints_one_plausible_line_a_second() {
     let server = stage08();
-    let pid = server.pid().to_string();
+    let pid = server.process.pid().to_string();
     let out = xps_top(&["--pid", &pid, "--seconds", "2"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
@@ -66,7 +65,10 @@ fn finds_the_server_from_its_port() {
     let out = xps_top(&["--port", &port, "--seconds", "1"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout.starts_with(&format!("watching pid {} (stage08)", server.pid())), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("watching pid {} (stage08)", server.process.pid())),
+        "{stdout}"
+    );
     assert_eq!(stdout.lines().filter_map(figures).count(), 1, "{stdout}");
 }
 
@@ -104,57 +106,39 @@ fn nothing_to_watch_is_one_line_and_status_1() {
 
 /// xps-top running without `--seconds`, its stdout read line by line.
 struct Watching {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
+    process: Process,
+    stdout: Captured,
 }
 
 impl Watching {
     fn start(pid: u32) -> Watching {
-        let mut child = Command::new(XPS_TOP)
-            .args(["--pid", &pid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run xps-top");
-        let (sink, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sink.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Watching { child, lines, seen: Vec::new() }
+        let mut process = Process::spawn(
+            Command::new(XPS_TOP)
+                .args(["--pid", &pid.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped()),
+        );
+        let stdout = process.capture_stdout(Drain::default());
+        Watching { process, stdout }
     }
 
-    /// Waits until xps-top has printed `n` lines in all.
-    fn wait_for_lines(&mut self, n: usize, timeout: Duration) -> bool {
-        wait_until(timeout, || {
-            self.seen.extend(self.lines.try_iter());
-            self.seen.len() >= n
-        })
-    }
-}
-
-impl Drop for Watching {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Waits until xps-top has printed `n` lines in all; the lines so far.
+    fn wait_for_lines(&self, n: usize, timeout: Duration) -> Result<Vec<String>, String> {
+        let lines = |text: &str| text.lines().map(str::to_string).collect();
+        self.stdout.wait_for(timeout, |text| text.lines().count() >= n).map(|text| lines(&text))
     }
 }
 
 #[test]
 fn ends_with_status_0_when_the_process_exits() {
     let server = stage08();
-    let mut watching = Watching::start(server.pid());
-    assert!(watching.wait_for_lines(2, SLACK), "{:?}", watching.seen);
+    let mut watching = Watching::start(server.process.pid());
+    watching.wait_for_lines(2, SLACK).unwrap_or_else(|seen| panic!("{seen}"));
     let exited = server.stop(libc::SIGINT, Duration::from_secs(2));
     assert_eq!(exited.status.code(), Some(0));
-    let status = child_exit(&mut watching.child, SLACK);
+    let status = watching.process.wait_exit(SLACK);
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
-    assert!(watching.wait_for_lines(3, SLACK), "{:?}", watching.seen);
-    let last = watching.seen.last().cloned().unwrap_or_default();
-    assert!(last.ends_with("(stage08) has exited"), "{:?}", watching.seen);
+    let seen = watching.wait_for_lines(3, SLACK).unwrap_or_else(|seen| panic!("{seen}"));
+    let last = seen.last().cloned().unwrap_or_default();
+    assert!(last.ends_with("(stage08) has exited"), "{seen:?}");
 }

@@ -26,6 +26,7 @@ mod report;
 use bench::Bench;
 use report::Report;
 use shared::cli::{Args, options_or_exit, resolve, unknown};
+use shared::client::connect_first;
 use shared::stages::{self, Stage};
 use std::io;
 use std::mem::MaybeUninit;
@@ -97,7 +98,7 @@ impl Default for Options {
     }
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Options>, String> {
     let mut options = Options::default();
     let mut args = Args::new(args);
     while let Some(flag) = args.next() {
@@ -168,8 +169,8 @@ fn pick_address(addrs: &[SocketAddr]) -> SocketAddr {
     if let [only] = addrs {
         return *only;
     }
-    let answers = |addr: &&SocketAddr| TcpStream::connect_timeout(addr, PROBE_TIMEOUT).is_ok();
-    *addrs.iter().find(answers).unwrap_or(&addrs[0])
+    let probe = |addr| TcpStream::connect_timeout(&addr, PROBE_TIMEOUT);
+    connect_first(addrs, probe).map_or(addrs[0], |(_, answered)| answered)
 }
 
 /// Raises the soft limit on open files to the hard limit, and returns it.
@@ -208,14 +209,10 @@ fn cpu_time() -> Duration {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Option<Options>, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
-    }
-
     #[test]
     fn flags_are_parsed_and_checked() {
-        assert_eq!(parse(&[]), Ok(Some(Options::default())));
-        let options = parse(&[
+        assert_eq!(parse_args::<&str>([]), Ok(Some(Options::default())));
+        let options = parse_args([
             "--port",
             "9000",
             "--conns",
@@ -235,16 +232,16 @@ mod tests {
         );
         assert_eq!(options.seconds, Duration::from_millis(500));
         assert_eq!(options.stage.number, 7);
-        assert_eq!(parse(&["--stage", "6"]).unwrap().unwrap().stage.number, 6);
-        assert_eq!(parse(&["--help"]), Ok(None));
-        assert!(parse(&["--conns", "0"]).is_err());
-        assert!(parse(&["--msg-size", "0"]).is_err());
-        assert!(parse(&["--seconds", "-1"]).is_err());
-        assert!(parse(&["--seconds", "NaN"]).is_err());
-        assert!(parse(&["--port"]).is_err());
-        assert!(parse(&["--port", "0"]).is_err());
-        assert!(parse(&["--stage", "5"]).is_err());
-        assert!(parse(&["--bogus"]).is_err());
+        assert_eq!(parse_args(["--stage", "6"]).unwrap().unwrap().stage.number, 6);
+        assert_eq!(parse_args(["--help"]), Ok(None));
+        assert!(parse_args(["--conns", "0"]).is_err());
+        assert!(parse_args(["--msg-size", "0"]).is_err());
+        assert!(parse_args(["--seconds", "-1"]).is_err());
+        assert!(parse_args(["--seconds", "NaN"]).is_err());
+        assert!(parse_args(["--port"]).is_err());
+        assert!(parse_args(["--port", "0"]).is_err());
+        assert!(parse_args(["--stage", "5"]).is_err());
+        assert!(parse_args(["--bogus"]).is_err());
     }
 
     #[test]

@@ -90,7 +90,7 @@ struct Options {
     pid: Option<u32>,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Options>, String> {
     let mut options = Options {
         stage: None,
         host: "127.0.0.1".to_string(),

@@ -212,11 +212,7 @@ impl Run<'_> {
                         failures.push(format!("check {name}:\n{}", describe(&failure)))
                     }
                     Err(panic) => {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
+                        let message = harness::panic_message(panic.as_ref());
                         failures.push(format!("check {name}: the check could not go on: {message}"))
                     }
                 }

@@ -71,7 +71,7 @@ enum Command {
     Verify { stages: Vec<&'static Stage> },
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Command>, String> {
+fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Command>, String> {
     let mut args = Args::new(args);
     let Some(command) = args.next() else { return Err("which command?".to_string()) };
     let stage_arg = |args: &mut Args<_>| -> Result<&'static Stage, String> {
@@ -393,7 +393,7 @@ mod tests {
     use exercise::LIST_FILE;
 
     fn parse(line: &str) -> Result<Option<Command>, String> {
-        parse_args(line.split_whitespace().map(str::to_string))
+        parse_args(line.split_whitespace())
     }
 
     #[test]
