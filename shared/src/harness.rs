@@ -214,6 +214,7 @@ macro_rules! stage_tests {
             no_fd_leak "no-fd-leak",
             abrupt_clients "abrupt-clients",
             dead_peer_writes "dead-peer-writes",
+            sigpipe_ignored "sigpipe-ignored",
             sigint_when_idle "sigint-when-idle",
             sigterm_when_idle "sigterm-when-idle",
             sigint_while_streaming "sigint-while-streaming",

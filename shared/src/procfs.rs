@@ -35,6 +35,19 @@ pub fn rss_bytes(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("no VmRSS line in /proc/PID/status"))
 }
 
+/// Whether process `pid` ignores `signal` (the `SigIgn` mask of
+/// `/proc/PID/status`, one bit per signal, bit 0 for signal 1).
+pub fn ignores_signal(pid: u32, signal: libc::c_int) -> io::Result<bool> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .ok_or_else(|| io::Error::other("no SigIgn line in /proc/PID/status"))?;
+    let bit = u32::try_from(signal - 1).map_err(|_| io::Error::other("no such signal"))?;
+    Ok(mask.checked_shr(bit).is_some_and(|rest| rest & 1 == 1))
+}
+
 /// The CPU time (user + system) process `pid` has used so far.
 pub fn cpu_time(pid: u32) -> io::Result<Duration> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -147,6 +160,21 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(open_sockets(pid).unwrap() >= 1);
         drop(listener);
+    }
+
+    #[test]
+    fn tells_an_ignored_signal_from_a_default_one() {
+        // The Rust runtime ignores SIGPIPE before main(); SIGTERM keeps its
+        // default.
+        let pid = std::process::id();
+        assert!(ignores_signal(pid, libc::SIGPIPE).unwrap());
+        assert!(!ignores_signal(pid, libc::SIGTERM).unwrap());
+        // A C program (sleep) leaves SIGPIPE at its default.
+        let mut sleep = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let ignored = ignores_signal(sleep.id(), libc::SIGPIPE);
+        let _ = sleep.kill();
+        let _ = sleep.wait();
+        assert!(!ignored.unwrap());
     }
 
     #[test]

@@ -234,6 +234,12 @@ pub const CHECKS: &[Check] = &[
         run: Run::Binary(process::dead_peer_writes),
     },
     Check {
+        name: "sigpipe-ignored",
+        about: "SIGPIPE is ignored (from /proc): a send() to a client gone fails, never kills",
+        group: Group::Process,
+        run: Run::Binary(process::sigpipe_ignored),
+    },
+    Check {
         name: "sigint-when-idle",
         about: "SIGINT with 50 idle connections ends the server as the stage says, at once",
         group: Group::Shutdown,

@@ -290,3 +290,30 @@ pub fn dead_peer_writes(subject: &Subject<'_>) -> Outcome {
     still_running(&mut server, "writes to clients that had gone")?;
     Ok(None)
 }
+
+/// A write to a client that has gone must fail with `EPIPE`, not kill the
+/// server with `SIGPIPE`. The Rust runtime ignores `SIGPIPE` before
+/// `main()` runs; this reads `/proc` to see that nothing put the default
+/// back, which the book says of every stage. A binary that is not the
+/// workspace's own (a C build) passes with a note: it must then send with
+/// `MSG_NOSIGNAL`, which `dead-peer-writes` tries.
+pub fn sigpipe_ignored(subject: &Subject<'_>) -> Outcome {
+    let server = start(subject, 1, &QUIET)?;
+    let ignored = procfs::ignores_signal(server.process.pid(), libc::SIGPIPE)
+        .map_err(|err| Failure::new(format!("cannot read the server's signals: {err}"), ""))?;
+    if ignored {
+        return Ok(None);
+    }
+    if !subject.own {
+        return Ok(Some(
+            "SIGPIPE keeps its default action: only MSG_NOSIGNAL on every send keeps a client \
+             that has gone from killing the server"
+                .to_string(),
+        ));
+    }
+    Err(Failure::new(
+        "SIGPIPE has its default action: a send() to a client that has gone ends the server",
+        "Rust programs start with SIGPIPE ignored; something restored SIG_DFL (a \
+         libc::signal(SIGPIPE, ..) call?): take it out, or the book's claim is wrong",
+    ))
+}
