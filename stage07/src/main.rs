@@ -1,12 +1,13 @@
 //! eXpServer, stage 7: the core and loop modules.
 //!
-//! `main()` does what the course's `main.c` does in this stage: it creates a
-//! core and starts it. Everything else lives in the modules:
+//! `main()` does what the course's `main.c` does: it creates a core and
+//! starts it. Everything else lives in the modules:
 //!
 //! ```text
 //! main.rs ── xps.rs                 constants and the handler type
 //!  ├── core/xps_core.rs             the server: owns loop, listeners, connections
 //!  ├── core/xps_loop.rs             epoll: attach, detach, run
+//!  ├── core/xps_slots.rs            tables with generation-checked ids (not in the course)
 //!  ├── network/xps_listener.rs      listening sockets, accept
 //!  ├── network/xps_connection.rs    clients: recv, reverse, send
 //!  ├── utils/xps_logger.rs          the log

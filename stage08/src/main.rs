@@ -12,9 +12,10 @@
 //! main.rs ── xps.rs                 constants and the handler type
 //!  ├── core/xps_core.rs             the server: owns loop, listeners, connections
 //!  ├── core/xps_loop.rs             epoll: attach, detach, run
+//!  ├── core/xps_slots.rs            tables with generation-checked ids (not in the course)
 //!  ├── network/xps_listener.rs      listening sockets, accept
 //!  ├── network/xps_connection.rs    clients: recv, reverse, queue, send
-//!  ├── utils/xps_buffer.rs          buffers and buffer lists (new)
+//!  ├── utils/xps_buffer.rs          buffers and buffer lists
 //!  ├── utils/xps_logger.rs          the log
 //!  ├── utils/xps_utils.rs           small helpers
 //!  ├── cli.rs                       the flags (not in the course)

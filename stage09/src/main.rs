@@ -15,6 +15,7 @@
 //! main.rs ── xps.rs                 constants and the handler type
 //!  ├── core/xps_core.rs             the server: owns loop, listeners, connections
 //!  ├── core/xps_loop.rs             epoll: attach, detach, run, ready connections
+//!  ├── core/xps_slots.rs            tables with generation-checked ids (not in the course)
 //!  ├── network/xps_listener.rs      listening sockets, accept
 //!  ├── network/xps_connection.rs    clients: ready flags, recv, reverse, queue, send
 //!  ├── utils/xps_buffer.rs          buffers and buffer lists

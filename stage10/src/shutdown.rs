@@ -123,8 +123,8 @@ pub fn install() -> io::Result<RawFd> {
         // SAFETY: a zeroed sigaction is a valid value (no flags, empty mask).
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         action.sa_sigaction = record_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        // Once, then the default action again; and no SA_RESTART (see the
-        // module's doc).
+        // Once, then the default action again; and no SA_RESTART, so that
+        // a blocked call returns EINTR (see the module's doc).
         action.sa_flags = libc::SA_RESETHAND;
         // SAFETY: `action` is fully initialised and its handler does only
         // async-signal-safe work; the old action is not asked for (null).

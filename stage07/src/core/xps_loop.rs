@@ -485,8 +485,9 @@ mod tests {
         let _serial = serial();
         let mut core = running_core();
         let (ours, _theirs) = readable_pair();
-        attach_read(&mut core, ours.as_raw_fd(), 1, record).unwrap();
-        assert!(attach_read(&mut core, ours.as_raw_fd(), 2, record).is_err());
+        let fd = ours.as_raw_fd();
+        attach_read(&mut core, fd, 1, record).unwrap();
+        assert!(attach_read(&mut core, fd, 2, record).is_err());
         core.destroy();
     }
 

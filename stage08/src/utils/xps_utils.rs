@@ -65,7 +65,7 @@ pub fn make_socket_non_blocking(fd: RawFd) -> io::Result<()> {
 
 // The course adds `vec_filter_null()` here too, to compact a list by
 // dropping its NULL entries. The Rust core reuses empty slots instead of
-// compacting (see `store_in_slot` in xps_core.rs), so it has no use.
+// compacting (see `Slots` in xps_slots.rs), so it has no use.
 
 // ANCHOR: reverse
 /// Reverses a received chunk in place, the reply the server sends back.

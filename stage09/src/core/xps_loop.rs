@@ -61,12 +61,14 @@ pub enum EventCallbacks {
     Connection {
         /// The connection's id.
         ptr: ConnectionId,
-        /// Called when the socket is readable.
+        /// Called when the client has sent something, or has gone (the
+        /// next `recv()` says which).
         read_cb: XpsHandler<ConnectionId>,
         /// Called when the socket is writable.
         write_cb: XpsHandler<ConnectionId>,
-        /// Called instead of the others when the socket reports an error
-        /// (`EPOLLERR`) or a hang-up (`EPOLLHUP`).
+        /// Called when the socket reports an error (`EPOLLERR`) or a
+        /// hang-up (`EPOLLHUP`) with nothing left to read; with bytes to
+        /// read, `read_cb` is called instead and meets the error itself.
         close_cb: XpsHandler<ConnectionId>,
     },
     /// An fd of the core's own, with no object behind it: the wake-up fd

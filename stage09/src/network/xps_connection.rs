@@ -7,6 +7,10 @@
 //! prints and queues the message reversed; [`connection_write_handler`]
 //! sends what is queued.
 //!
+//! The course's stage 8 names the three callbacks the loop calls
+//! `connection_loop_read_handler()`, `connection_loop_write_handler()` and
+//! `connection_loop_close_handler()`, and the log lines carry those names.
+//!
 //! The contract of edge triggering, which both handlers keep: a ready flag
 //! is cleared when, and only when, the socket says `EAGAIN`. Then the
 //! kernel's buffer is drained (or full), and the next change brings a new

@@ -1,5 +1,6 @@
-//! The core and loop modules of stage 7, the pipe module stage 10 adds, and
-//! the slot tables the pipes are kept in.
+//! The core and loop modules stage 7 adds, the pipe module stage 10 adds,
+//! and the tables of ids in which the core keeps what it owns (not in the
+//! course).
 
 pub mod xps_core;
 pub mod xps_loop;

@@ -63,12 +63,14 @@ pub enum EventCallbacks {
     Connection {
         /// The connection's id.
         ptr: ConnectionId,
-        /// Called when the socket is readable.
+        /// Called when the client has sent something, or has gone (the
+        /// next `recv()` says which).
         read_cb: XpsHandler<ConnectionId>,
         /// Called when the socket is writable.
         write_cb: XpsHandler<ConnectionId>,
-        /// Called instead of the others when the socket reports an error
-        /// (`EPOLLERR`) or a hang-up (`EPOLLHUP`).
+        /// Called when the socket reports an error (`EPOLLERR`) or a
+        /// hang-up (`EPOLLHUP`) with nothing left to read; with bytes to
+        /// read, `read_cb` is called instead and meets the error itself.
         close_cb: XpsHandler<ConnectionId>,
     },
     /// An fd of the core's own, with no object behind it: the wake-up fd
@@ -354,9 +356,8 @@ impl XpsLoop {
     ///   at most once (its `queued` flag);
     /// * an entry is a [`PipeId`], whose generation says whether the pipe
     ///   it was queued for still exists: a destroyed pipe's entry, even
-    ///   with its slot reused, finds nothing and is dropped. (Stage 9
-    ///   needed a serial number in each connection for this; an id with a
-    ///   generation already is one.);
+    ///   with its slot reused, finds nothing and is dropped, as a
+    ///   destroyed connection's did in stage 9;
     /// * a pass serves only the entries queued before it began, and a pipe
     ///   with work left after its turn goes to the back: round robin, one
     ///   `recv()` and one `send()` per pipe per pass.

@@ -11,6 +11,10 @@
 //! while it has room; [`connection_sink_handler`] sends from the pipe
 //! while it holds bytes.
 //!
+//! The course's stage 8 names the three callbacks the loop calls
+//! `connection_loop_read_handler()`, `connection_loop_write_handler()` and
+//! `connection_loop_close_handler()`, and the log lines carry those names.
+//!
 //! The contract of edge triggering, which both handlers keep: a ready flag
 //! is cleared when, and only when, the socket says `EAGAIN`. Cleared any
 //! earlier, the bytes (or the room) still waiting would never be reported:
@@ -41,6 +45,9 @@ pub type ConnectionId = Id<XpsConnection>;
 
 // ANCHOR: xps_connection
 /// One connected client: `xps_connection_t` in C.
+///
+/// As with the listener, the C `core` back-pointer is not needed: the core
+/// owns the connection and is handed to its callbacks.
 ///
 /// Stage 10 replaces the write list, the ready flags and the two I/O
 /// handler fields of stage 9 with a source and a sink: the flags and the
@@ -103,8 +110,10 @@ impl XpsConnection {
             }));
             XpsConnection { socket, listener, remote_ip, source, sink }
         });
-        // Edge-triggered, as in stage 9. Attaching reports the socket's
-        // state at once (writable, and readable if the client has sent
+        // Edge-triggered: EPOLLOUT is reported when the socket becomes
+        // writable, not on every wait while it is, so an idle client no
+        // longer keeps the loop awake (stage 8's Experiment 1). Attaching
+        // reports the socket's state at once (writable, and readable if the client has sent
         // something already), so no edge from before is lost.
         let callbacks = EventCallbacks::Connection {
             ptr: id,
@@ -297,10 +306,10 @@ const SHOWN_BYTES: usize = 80;
 /// The bytes are escaped first: printed raw, a client could send escape
 /// sequences that recolour, retitle or clear the operator's terminal.
 ///
-/// From this stage a chunk longer than [`SHOWN_BYTES`] is shown cut, with
-/// its size: a pipe moves megabytes a second, which no one reads in a
-/// terminal, and escaping and printing them all would cost the server
-/// more than moving them.
+/// The course's stage 10 stops printing what clients send; this port keeps
+/// the line, so the messages can still be watched, but shows a chunk
+/// longer than [`SHOWN_BYTES`] cut, with its size: then the log costs the
+/// same for a chunk of 100 bytes or 100,000.
 fn print_message(message: &[u8]) {
     let text = message.strip_suffix(b"\n").unwrap_or(message);
     if text.len() <= SHOWN_BYTES {
@@ -330,11 +339,12 @@ fn connection_sink_handler(core: &mut XpsCore, ptr: ConnectionId) {
             let _ = XpsPipeSink::clear(core, sink, sent);
         }
         // The send buffer is full: wait for the edge that says it has room
-        // again. Only now may the flag go.
+        // again. Only now may the flag go (see the module's doc).
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
             XpsPipeSink::set_ready(core, sink, false);
         }
-        // A signal came before anything was sent: the next pass tries again.
+        // A signal came before anything was sent: the flag stays, the next
+        // pass tries again.
         Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
         Err(err) => {
             logger!(LogLevel::Error, "connection_sink_handler()", "send() failed: {err}");

@@ -125,9 +125,9 @@ impl XpsBufferList {
     /// with it). So once a list that held more than `MALLOC_TRIM_THRESH`
     /// bytes is gone, `malloc_trim()` hands back every free page, wherever
     /// it is. Small lists skip it: their memory is soon reused, and
-    /// trimming walks the whole heap. From stage 10 a pipe's list never holds more than about
-    /// 1 MB, under the threshold, so this no longer happens: the pipes keep
-    /// the memory from growing in the first place.
+    /// trimming walks the whole heap. From stage 10 a pipe's list never
+    /// holds more than about 1 MB, under the threshold, so this no longer
+    /// happens: the pipes keep the memory from growing in the first place.
     pub fn destroy(self) {
         let was_big = self.len > MALLOC_TRIM_THRESH;
         drop(self);

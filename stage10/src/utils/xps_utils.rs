@@ -65,9 +65,8 @@ pub fn make_socket_non_blocking(fd: RawFd) -> io::Result<()> {
 
 // The course adds `vec_filter_null()` here too, to compact a list by
 // dropping its NULL entries; stage 10's `filter_nulls()` calls it for every
-// list of the core. The Rust core reuses empty slots instead of compacting
-// (see `store_in_slot` in xps_core.rs and `Slots` in xps_slots.rs), so it
-// has no use.
+// list of the core. The Rust core reuses empty slots instead of
+// compacting (see `Slots` in xps_slots.rs), so it has no use.
 
 // Stages 6 to 9 reversed each message here (`reverse_in_place`). From
 // stage 10 the server writes back what it receives, unchanged, as the
