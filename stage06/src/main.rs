@@ -102,12 +102,14 @@ fn serve(config: &Config) -> ExitCode {
     if n_listening == 0 {
         let ports: Vec<String> = config.ports.iter().map(u16::to_string).collect();
         let message = format!(
-            "could not listen on {} port {} (see the errors above)",
+            "could not listen on {} port {} (the log says why)",
             config.host,
             ports.join(", ")
         );
-        // Each port's ERROR is in the log above; why the server ends goes
-        // where errors go, once.
+        // Each port's ERROR is in the log; why the server ends goes where
+        // errors go, once, after the log's lines even when stdout and
+        // stderr go to files.
+        flush_log();
         eprintln!("{}: {message}", env!("CARGO_PKG_NAME"));
         return ExitCode::FAILURE;
     }

@@ -96,6 +96,9 @@ fn serve(config: &Config) -> ExitCode {
         // No port could be opened, or epoll failed: the details are in the
         // log already; say why the server ends where errors go.
         Err(err) => {
+            // The log's ERROR lines first, even when stdout and stderr go
+            // to files: this line comes after them.
+            flush_log();
             eprintln!("{}: {err}", env!("CARGO_PKG_NAME"));
             ExitCode::FAILURE
         }

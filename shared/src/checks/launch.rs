@@ -94,9 +94,10 @@ pub fn log_lines(server: &Server, needle: &str, n: usize, hint: &str) -> Result<
     ensure(
         server.wait_for_count(needle, n, LOG_WAIT),
         || {
+            let count = server.count(needle);
+            let lines = if count == 1 { "line" } else { "lines" };
             format!(
-                "{} lines of the log contain {needle:?} after {LOG_WAIT:?}, expected {n}:\n{}",
-                server.count(needle),
+                "after {LOG_WAIT:?} the log has {count} {lines} with {needle:?}, expected {n}:\n{}",
                 server.stdout()
             )
         },

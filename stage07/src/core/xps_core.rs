@@ -117,10 +117,7 @@ impl XpsCore {
             let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
-                format!(
-                    "could not listen on {host} port {} (see the errors above)",
-                    ports.join(", ")
-                ),
+                format!("could not listen on {host} port {} (the log says why)", ports.join(", ")),
             ));
         }
         self.running = true;

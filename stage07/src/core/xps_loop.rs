@@ -437,6 +437,8 @@ mod tests {
 
     fn record_and_stop(core: &mut XpsCore, ptr: ConnectionId) {
         record(core, ptr);
+        // Bounded: a loop that does not stop would call this forever.
+        assert!(calls().len() < 100, "the loop went on after stop()");
         core.stop();
     }
 

@@ -410,7 +410,7 @@ fn slot_index(fd: RawFd) -> io::Result<usize> {
 // ANCHOR_END: slot_index
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The loop driven with pairs of TCP sockets on 127.0.0.1, no server.
     use super::*;
     use crate::core::xps_slots::Id;
@@ -424,7 +424,7 @@ mod tests {
     /// could take the number another test just freed.
     static FD_LOCK: Mutex<()> = Mutex::new(());
 
-    fn serial() -> MutexGuard<'static, ()> {
+    pub(crate) fn serial() -> MutexGuard<'static, ()> {
         FD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -508,6 +508,8 @@ mod tests {
 
     fn record_and_stop(core: &mut XpsCore, ptr: ConnectionId) {
         record(core, ptr);
+        // Bounded: a loop that does not stop would call this forever.
+        assert!(calls().len() < 100, "the loop went on after stop()");
         core.stop();
     }
 

@@ -274,3 +274,33 @@ fn connection_loop_close_handler(core: &mut XpsCore, ptr: ConnectionId) {
     XpsConnection::destroy(core, ptr);
 }
 // ANCHOR_END: close_handler
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::xps_loop::tests::serial;
+    use crate::core::xps_slots::Id;
+    use crate::utils::xps_utils::make_socket_non_blocking;
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::time::Duration;
+
+    /// No TCP connection of these tests can make epoll report an error
+    /// with nothing to read (see the loop's `dispatch`), so the handler is
+    /// called as the loop would call it.
+    #[test]
+    fn the_close_handler_destroys_the_connection_and_closes_its_socket() {
+        let _serial = serial();
+        let mut core = XpsCore::create().unwrap();
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _peer) = listener.accept().unwrap();
+        make_socket_non_blocking(socket.as_raw_fd()).unwrap();
+        let id = XpsConnection::create(&mut core, socket, Id::for_test(0)).unwrap();
+        connection_loop_close_handler(&mut core, id);
+        assert!(core.connections.get(id).is_none(), "the connection is still in the core");
+        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut byte = [0; 1];
+        assert_eq!(client.read(&mut byte).unwrap(), 0, "the client's stream did not end");
+        core.destroy();
+    }
+}

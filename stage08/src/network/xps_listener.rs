@@ -248,3 +248,34 @@ fn is_out_of_fds(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 // ANCHOR_END: out_of_fds
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::xps_loop::tests::serial;
+    use std::net::{Ipv4Addr, TcpStream};
+    use std::time::{Duration, Instant};
+
+    /// The lesson of the stage in one test: a client's socket that blocks
+    /// would let one client that never reads freeze every other.
+    #[test]
+    fn an_accepted_client_gets_a_non_blocking_socket() {
+        let _serial = serial();
+        let mut core = XpsCore::create().unwrap();
+        let listener = XpsListener::create(&mut core, "127.0.0.1", 0).unwrap();
+        let port = core.listeners.get(listener).unwrap().socket.local_addr().unwrap().port();
+        let _client = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while core.connections.ids().is_empty() {
+            assert!(Instant::now() < deadline, "the client was never accepted");
+            listener_connection_handler(&mut core, listener);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let id = core.connections.ids()[0];
+        let fd = core.connections.get(id).unwrap().socket.as_raw_fd();
+        // SAFETY: F_GETFL takes no pointers; `fd` is open for the call.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        assert!(flags >= 0 && flags & libc::O_NONBLOCK != 0, "the client's socket blocks");
+        core.destroy();
+    }
+}

@@ -9,11 +9,14 @@
 
 use crate::exercise::{Blank, is_blank};
 use crate::start::Layout;
+use shared::capture::{Captured, Drain};
 use shared::checks::{self, Group, Subject, describe};
 use shared::harness::{self, BIN_VAR, COPY_VAR};
 use shared::stages::Stage;
+use shared::wait::wait_until;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One step of a stage's milestone run.
@@ -135,6 +138,9 @@ pub struct Run<'a> {
     pub crate_dir: &'a Path,
     /// Where it is built.
     pub target: &'a Path,
+    /// The stage's exercise list: a failure about an earlier function is
+    /// shown first.
+    pub blanks: &'a [Blank],
 }
 
 impl Run<'_> {
@@ -179,7 +185,7 @@ impl Run<'_> {
         }
         // The panic message says what failed; a backtrace would bury it.
         command.env("RUST_BACKTRACE", "0");
-        run_command(command)
+        run_command(command, self.blanks)
     }
 
     /// Every check of `group`, against the learner's binary, four at a
@@ -219,9 +225,14 @@ impl Run<'_> {
             }
         }
         std::panic::set_hook(hook);
-        // The first failure in full; the others by name (they often fail
-        // the same way), but the text of every one is searched for the
-        // blanks it ran into.
+        // The first failure in full, the one about the earliest function of
+        // the lesson first; the others by name (they often fail the same
+        // way), but the text of every one is searched for the blanks it ran
+        // into.
+        failures.sort_by_key(|failure| {
+            let name = failure.strip_prefix("check ").and_then(|rest| rest.split(':').next());
+            first_blank_about(name.unwrap_or(""), failure, self.blanks)
+        });
         let Some((first, others)) = failures.split_first() else { return Ok(()) };
         let mut text = first.clone();
         if !others.is_empty() {
@@ -254,7 +265,7 @@ impl Run<'_> {
             .env(BIN_VAR, self.binary())
             .env(COPY_VAR, "1")
             .env("RUST_BACKTRACE", "0");
-        run_command(command)
+        run_command(command, self.blanks)
     }
 }
 
@@ -263,18 +274,49 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
-/// Runs `command`; on failure, what it printed that says why.
-fn run_command(mut command: Command) -> Result<(), String> {
-    let output = command.output().map_err(|err| format!("could not run cargo: {err}"))?;
-    if output.status.success() {
+/// The longest one milestone run by cargo may take. The slowest, the
+/// stage's milestone tests, take about a minute; a test that waits for a
+/// loop that never stops would take for ever.
+const MILESTONE_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `command`; on failure, what it printed that says why. Stopped,
+/// with whatever it started, after [`MILESTONE_LIMIT`].
+fn run_command(mut command: Command, blanks: &[Blank]) -> Result<(), String> {
+    // A group of its own: the test binary that cargo starts is stopped
+    // with it.
+    command.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|err| format!("could not run cargo: {err}"))?;
+    let stdout = child.stdout.take().map(|out| Captured::drain(out, Drain::default()));
+    let stderr = child.stderr.take().map(|err| Captured::drain(err, Drain::default()));
+    let mut status = None;
+    wait_until(MILESTONE_LIMIT, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if status.is_none() {
+        if let Ok(group) = libc::pid_t::try_from(child.id()) {
+            // SAFETY: kill() takes no pointers; the group is the one this
+            // child leads, and the child has not been reaped yet.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
+        let _ = child.wait();
+        return Err(format!(
+            "still running after {} s, and stopped: a test waits for something that never \
+             happens (a loop that does not stop, a reply that never comes)",
+            MILESTONE_LIMIT.as_secs()
+        ));
+    }
+    let text = |captured: Option<Captured>| {
+        captured.map(|captured| {
+            captured.join();
+            captured.text()
+        })
+    };
+    let text = format!("{}{}", text(stdout).unwrap_or_default(), text(stderr).unwrap_or_default());
+    if status.is_some_and(|status| status.success()) {
         return Ok(());
     }
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Err(failure_excerpt(&text))
+    Err(failure_excerpt(&text, blanks))
 }
 
 /// `text` without the stack backtraces a panic may print (a server run
@@ -304,20 +346,35 @@ pub fn without_backtraces(text: &str) -> String {
     out.join("\n")
 }
 
+/// The index in `blanks` of the first function that the failure of test
+/// `name` (its text `text`) is about: a `todo!()` it ran into, else a
+/// function that lists the test as one of its own. `usize::MAX` if none.
+fn first_blank_about(name: &str, text: &str, blanks: &[Blank]) -> usize {
+    let hit = blanks.iter().position(|blank| text.contains(&blank.panic_text()));
+    hit.or_else(|| blanks.iter().position(|blank| blank.claims(name))).unwrap_or(usize::MAX)
+}
+
 /// The part of cargo's output that says what failed: the compiler's
-/// errors, or the test harness's "failures:" section.
-fn failure_excerpt(text: &str) -> String {
+/// errors, or the test harness's "failures:" section, the failure about
+/// the earliest function of `blanks` first.
+fn failure_excerpt(text: &str, blanks: &[Blank]) -> String {
     let text = &without_backtraces(text);
     if let Some(start) = text.find("failures:\n\n") {
         let rest = &text[start + "failures:\n\n".len()..];
         let end = rest.find("\nfailures:\n").unwrap_or(rest.len());
         // One block per failing test, `---- name stdout ----` first: the
         // first in full, the others by name (they often fail the same way).
-        let blocks: Vec<&str> = rest[..end].split("\n---- ").collect();
+        let mut blocks: Vec<String> = rest[..end]
+            .split("\n---- ")
+            .map(|block| block.trim_start_matches("---- ").to_string())
+            .collect();
+        let test_name = |block: &str| block.split(" stdout ----").next().unwrap_or("").to_string();
+        blocks.sort_by_key(|block| first_blank_about(&test_name(block), block, blanks));
+        let blocks: Vec<String> = blocks.into_iter().map(|block| format!("---- {block}")).collect();
         let mut excerpt = blocks[0].trim_end().to_string();
         if blocks.len() > 1 {
-            let others: Vec<&str> =
-                blocks[1..].iter().filter_map(|block| block.split(" stdout ----").next()).collect();
+            let others: Vec<String> =
+                blocks[1..].iter().map(|block| test_name(&block["---- ".len()..])).collect();
             excerpt.push_str(&format!("\n\n(and {} more: {})", others.len(), others.join(", ")));
         }
         return excerpt;
@@ -344,16 +401,37 @@ pub fn still_blank<'a>(crate_dir: &Path, blanks: &'a [Blank]) -> Vec<&'a Blank> 
         .collect()
 }
 
-/// The function to write next after a failure: the first blank the
-/// failure ran into, else the first still blank.
+/// The names of the tests (or checks) a failure's text says failed: the
+/// one shown in full and those named in its `(and N more: ...)` line.
+pub fn failing_tests(failure: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in failure.lines() {
+        if let Some(rest) = line.strip_prefix("---- ") {
+            names.extend(rest.split(" stdout ----").next().map(str::to_string));
+        } else if let Some(rest) = line.strip_prefix("check ") {
+            names.extend(rest.split(':').next().map(str::to_string));
+        } else if let Some(rest) = line.strip_prefix("(and ") {
+            let list = rest.split_once(" more: ").map_or("", |(_, list)| list);
+            names.extend(list.trim_end_matches(')').split(", ").map(str::to_string));
+        }
+    }
+    names.retain(|name| !name.is_empty());
+    names
+}
+
+/// The function to write (or fix) next after a failure: the first blank
+/// the failure ran into; else the first function, in the book's order,
+/// whose own tests failed; else the first still blank.
 pub fn next_to_write<'a>(
     failure: &str,
     crate_dir: &Path,
     blanks: &'a [Blank],
 ) -> Option<&'a Blank> {
+    let failed = failing_tests(failure);
     blanks_hit(failure, blanks)
         .first()
         .copied()
+        .or_else(|| blanks.iter().find(|blank| failed.iter().any(|test| blank.claims(test))))
         .or_else(|| still_blank(crate_dir, blanks).first().copied())
 }
 
@@ -364,7 +442,7 @@ mod tests {
     #[test]
     fn the_failures_section_is_what_is_shown() {
         let output = "running 2 tests\ntest a ... ok\ntest b ... FAILED\n\nfailures:\n\n---- b stdout ----\n\nthread 'b' panicked at src/x.rs:1:1:\nnot yet implemented: X::y: do it\n\n---- c stdout ----\n\nsame\n\n\nfailures:\n    b\n    c\n\ntest result: FAILED.";
-        let excerpt = failure_excerpt(output);
+        let excerpt = failure_excerpt(output, &[]);
         assert!(excerpt.starts_with("---- b stdout ----"), "{excerpt}");
         assert!(excerpt.contains("X::y: do it\n\n(and 1 more: c)"), "{excerpt}");
     }
@@ -372,7 +450,7 @@ mod tests {
     #[test]
     fn compiler_errors_are_what_is_shown() {
         let output = "   Compiling x\nwarning: unused\n\nerror[E0308]: mismatched types\n --> src/a.rs:1:1\n\nerror: could not compile `x`\n";
-        let excerpt = failure_excerpt(output);
+        let excerpt = failure_excerpt(output, &[]);
         assert!(excerpt.starts_with("error[E0308]"), "{excerpt}");
         assert!(!excerpt.contains("warning"), "{excerpt}");
     }
@@ -381,6 +459,41 @@ mod tests {
     fn backtraces_are_left_out() {
         let text = "panicked at a.rs:1:1:\nboom\nstack backtrace:\n   0: f\n             at ./a.rs:1:1\n  12: g\nnote: Some details are omitted, run with `RUST_BACKTRACE=full`\nnext";
         assert_eq!(without_backtraces(text), "panicked at a.rs:1:1:\nboom\nnext");
+    }
+
+    fn two_blanks() -> Vec<Blank> {
+        crate::exercise::parse(
+            "fn: first\nfile: a.rs\nbook: x.md\nhint: do 1\ntests: one_is_right\n\n\
+             fn: second\nfile: a.rs\nbook: x.md\nhint: do 2\ntests: two_is_right, big-check\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_failure_about_the_earliest_function_is_shown_first() {
+        let output = "failures:\n\n---- mod::tests::two_is_right stdout ----\ntwo failed\n\n\
+                      ---- mod::tests::one_is_right stdout ----\none failed\n\n\
+                      failures:\n    a\n";
+        let excerpt = failure_excerpt(output, &two_blanks());
+        assert!(excerpt.starts_with("---- mod::tests::one_is_right stdout ----"), "{excerpt}");
+        assert!(excerpt.ends_with("(and 1 more: mod::tests::two_is_right)"), "{excerpt}");
+    }
+
+    #[test]
+    fn a_failing_test_leads_to_the_function_that_lists_it() {
+        let blanks = two_blanks();
+        let dir = Path::new("/nonexistent");
+        let failure = "---- mod::tests::two_is_right stdout ----\nassertion failed";
+        assert_eq!(failing_tests(failure), vec!["mod::tests::two_is_right"]);
+        assert_eq!(next_to_write(failure, dir, &blanks), Some(&blanks[1]));
+        let checks = "check every-port:\nwrong\n\n(and 2 more: big-check, other)";
+        assert_eq!(failing_tests(checks), vec!["every-port", "big-check", "other"]);
+        assert_eq!(next_to_write(checks, dir, &blanks), Some(&blanks[1]));
+        // A todo!() that was hit comes first; nothing known leads nowhere.
+        let hit =
+            "---- t stdout ----\nnot yet implemented: first: do 1\n(and 1 more: two_is_right)";
+        assert_eq!(next_to_write(hit, dir, &blanks), Some(&blanks[0]));
+        assert_eq!(next_to_write("---- unknown stdout ----", dir, &blanks), None);
     }
 
     #[test]

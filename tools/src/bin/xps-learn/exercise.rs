@@ -7,11 +7,19 @@
 //! file: core/xps_loop.rs
 //! book: stage07/loop.md#creating-the-loop
 //! hint: make the epoll instance (epoll_create1) and an empty list of events
+//! tests: xps_loop_create_makes_an_epoll_fd
 //! ```
 //!
 //! One paragraph per function, blank lines between them, `#` starts a
-//! comment line. The list is data beside the stage, not markers in the
-//! code: the code learners read stays as it is.
+//! comment line. `tests` is optional: the tests (unit or integration test
+//! functions, or shared checks by name) that are about this function, so
+//! that when one fails `check` sends the learner here, even when no
+//! `todo!()` was hit. The list is data beside the stage, not markers in
+//! the code: the code learners read stays as it is.
+//!
+//! Beside it, `mistakes.txt` lists plausible wrong versions of the same
+//! functions ([`Mistake`]), which `xps-learn verify` requires the
+//! milestones to catch.
 
 use crate::source::{fn_body, indent_at};
 use std::fmt::Write as _;
@@ -32,6 +40,8 @@ pub struct Blank {
     pub book: String,
     /// What to do, in one line.
     pub hint: String,
+    /// The tests that are about this function (see the module's doc).
+    pub tests: Vec<String>,
 }
 
 impl Blank {
@@ -50,6 +60,13 @@ impl Blank {
     /// What a panic at this blank prints after `not yet implemented: `.
     pub fn panic_text(&self) -> String {
         format!("{}: {}", self.function, self.hint)
+    }
+
+    /// True if `test` (a test's name as cargo prints it, a module path
+    /// included, or a check's name) is one of this function's tests.
+    pub fn claims(&self, test: &str) -> bool {
+        let name = test.rsplit("::").next().unwrap_or(test);
+        self.tests.iter().any(|claimed| claimed == name)
     }
 }
 
@@ -90,7 +107,7 @@ pub fn parse(text: &str) -> Result<Vec<Blank>, String> {
             continue;
         }
         let first_line = paragraph[0].0;
-        let mut fields: [Option<String>; 4] = Default::default();
+        let mut fields: [Option<String>; 5] = Default::default();
         for &(n, line) in paragraph {
             let Some((key, value)) = line.split_once(':') else {
                 return Err(format!("line {n}: expected `key: value`, got {line:?}"));
@@ -100,17 +117,23 @@ pub fn parse(text: &str) -> Result<Vec<Blank>, String> {
                 "file" => 1,
                 "book" => 2,
                 "hint" => 3,
+                "tests" => 4,
                 other => return Err(format!("line {n}: unknown key {other:?}")),
             };
             fields[slot] = Some(value.trim().to_string());
         }
-        let [Some(function), Some(file), Some(book), Some(hint)] = fields else {
+        let [Some(function), Some(file), Some(book), Some(hint), tests] = fields else {
             return Err(format!("line {first_line}: a paragraph needs fn, file, book and hint"));
         };
         if blanks.iter().any(|b: &Blank| b.function == function && b.file == file) {
             return Err(format!("line {first_line}: {function} is listed twice"));
         }
-        blanks.push(Blank { function, file, book, hint });
+        let tests = tests
+            .map(|list| {
+                list.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
+            })
+            .unwrap_or_default();
+        blanks.push(Blank { function, file, book, hint, tests });
     }
     Ok(blanks)
 }

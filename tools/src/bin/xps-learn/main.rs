@@ -13,6 +13,7 @@
 
 mod check;
 mod exercise;
+mod mistake;
 mod source;
 mod start;
 mod verify;
@@ -272,7 +273,7 @@ fn latest_change(dir: &Path) -> Option<SystemTime> {
 fn check_once(layout: &Layout, stage: &Stage) -> Result<bool, String> {
     let blanks = blanks_of(layout, stage)?;
     let dir = layout.exercise_dir(stage);
-    let run = Run { layout, stage, crate_dir: &dir, target: &layout.target };
+    let run = Run { layout, stage, crate_dir: &dir, target: &layout.target, blanks: &blanks };
     let list = milestones(layout, stage, &blanks, &dir);
     println!("Stage {} ({}): {}", stage.number, stage.title, shown(layout, &dir));
     let mut passed = 0;
@@ -310,15 +311,24 @@ fn check_once(layout: &Layout, stage: &Stage) -> Result<bool, String> {
         }
         Some((milestone, details)) => {
             match next {
-                Some(blank) => {
+                Some(blank) if is_blank_in(&dir, blank) => {
                     println!("\nWrite next: {} in src/{}", blank.function, blank.file);
+                    println!("  {}", blank.hint);
+                    println!("  Book: book/src/{}", blank.book);
+                }
+                Some(blank) => {
+                    println!(
+                        "\nLook again at: {} in src/{} (written, but a test about it fails)",
+                        blank.function, blank.file
+                    );
                     println!("  {}", blank.hint);
                     println!("  Book: book/src/{}", blank.book);
                 }
                 None if *milestone == Milestone::Compiles => println!("\nIt does not compile:"),
                 None => println!(
-                    "\nNo function is left as todo!(), and none was hit: {} fails in the \
-                     code as it is. The test below says where to look.",
+                    "\nNo function is left as todo!(), none was hit, and no test that failed \
+                     is listed as one of a function's own. Milestone failed: {}. The \
+                     failure below says where to look.",
                     milestone.title()
                 ),
             }
@@ -346,6 +356,11 @@ fn indent(text: &str) -> String {
     text.lines().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n")
 }
 
+/// True if `blank` is still `todo!()` in the learner's crate in `dir`.
+fn is_blank_in(dir: &Path, blank: &Blank) -> bool {
+    still_blank(dir, std::slice::from_ref(blank)).len() == 1
+}
+
 /// The file where `check` leaves its result for `status`.
 const STATUS_FILE: &str = ".xps-learn-status";
 
@@ -367,7 +382,13 @@ fn status(layout: &Layout) -> Result<bool, String> {
         let blank = still_blank(&dir, &blanks).len();
         let saved = std::fs::read_to_string(dir.join(STATUS_FILE)).unwrap_or_default();
         let fields: Vec<&str> = saved.split_whitespace().collect();
+        // A result older than the code says nothing about the code.
+        let checked = std::fs::metadata(dir.join(STATUS_FILE)).and_then(|m| m.modified()).ok();
+        let changed_since = latest_change(&dir).zip(checked).is_some_and(|(code, at)| code > at);
         let milestones = match fields.as_slice() {
+            [..] if changed_since => {
+                "changed since the last check: run `xps-learn check` again".to_string()
+            }
             [passed, total, "-"] if passed == total => format!("{passed}/{total} milestones: done"),
             [passed, total, "-"] => format!("{passed}/{total} milestones"),
             [passed, total, next] => format!("{passed}/{total} milestones, next: {next}"),
@@ -470,7 +491,38 @@ mod tests {
                     stage.number,
                     blank.function
                 );
+                for test in &blank.tests {
+                    assert!(
+                        is_a_test_of(&layout, stage, test),
+                        "stage {}: {} lists {test:?} as its test: no such test or check",
+                        stage.number,
+                        blank.function
+                    );
+                }
             }
+            // Every known mistake applies to the stage's code.
+            mistake::load(&layout.stage_dir(stage))
+                .unwrap_or_else(|err| panic!("stage {}: {err}", stage.number));
         }
+    }
+
+    /// True if `name` is a check of the shared list, or a `#[test]`
+    /// function in the stage's `src/` or `tests/`.
+    fn is_a_test_of(layout: &Layout, stage: &Stage, name: &str) -> bool {
+        if shared::checks::CHECKS.iter().any(|check| check.name == name) {
+            return true;
+        }
+        let dir = layout.stage_dir(stage);
+        let mut files = Vec::new();
+        for sub in ["src", "tests"] {
+            let mut found = Vec::new();
+            let _ = start::list_files(&dir.join(sub), &dir.join(sub), &mut found);
+            files.extend(found.into_iter().map(|file| dir.join(sub).join(file)));
+        }
+        files.iter().any(|file| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            text.contains(&format!("#[test]\n    fn {name}("))
+                || text.contains(&format!("#[test]\nfn {name}("))
+        })
     }
 }

@@ -8,11 +8,15 @@
 //!    that no test notices is a bug in the list, since a learner could
 //!    leave it unwritten and be told the stage is done;
 //! 3. the exercise with no blank, which is the stage's own code, passes
-//!    every milestone.
+//!    every milestone;
+//! 4. the stage's own code with one known mistake made (`mistakes.txt`,
+//!    see [`crate::mistake`]) fails a milestone, for every mistake in turn,
+//!    and `check` sends the learner to the function the mistake is in.
 
-use crate::check::{Milestone, Run, blanks_hit, milestones};
+use crate::check::{Milestone, Run, blanks_hit, milestones, next_to_write};
 use crate::exercise::{self, Blank};
-use crate::start::{Layout, Start, write_crate};
+use crate::mistake::{self, Mistake};
+use crate::start::{Layout, Start, write, write_crate};
 use shared::stages::Stage;
 use std::time::Instant;
 
@@ -24,8 +28,9 @@ pub fn verify(layout: &Layout, stages: &[&Stage]) -> Result<bool, String> {
     let started = Instant::now();
     for stage in stages {
         let blanks = exercise::load(&layout.stage_dir(stage))?;
+        let mistakes = mistake::load(&layout.stage_dir(stage))?;
         let dir = work.join(stage.crate_name);
-        let run = Run { layout, stage, crate_dir: &dir, target: &target };
+        let run = Run { layout, stage, crate_dir: &dir, target: &target, blanks: &blanks };
         println!("stage {} ({} blanks):", stage.number, blanks.len());
 
         let all: Vec<&Blank> = blanks.iter().collect();
@@ -92,6 +97,55 @@ pub fn verify(layout: &Layout, stages: &[&Stage]) -> Result<bool, String> {
                 milestone.title()
             )),
         }
+
+        for mistake in &mistakes {
+            make_mistake(layout, stage, mistake, &dir)?;
+            let step = Instant::now();
+            let took = || step.elapsed().as_secs_f64();
+            match first_failure(&run, &list) {
+                Some((Milestone::Compiles, details)) => problems.push(format!(
+                    "stage {}: mistake {:?} does not compile (a mistake must be one a \
+                     learner could run):\n{details}",
+                    stage.number, mistake.name
+                )),
+                Some((milestone, details)) => {
+                    let next = next_to_write(&details, &dir, &blanks).map(|b| &b.function);
+                    if next == Some(&mistake.function) {
+                        println!(
+                            "  mistake in {:<29} caught by {}, sent to it ({:.1} s): {}",
+                            mistake.function,
+                            milestone.title(),
+                            took(),
+                            mistake.name
+                        );
+                    } else {
+                        println!(
+                            "  mistake in {:<29} CAUGHT, BUT SENT ELSEWHERE",
+                            mistake.function
+                        );
+                        problems.push(format!(
+                            "stage {}: mistake {:?} fails {}, but check sends the learner to {}, \
+                             not {}: list the failing test under `tests:` of {} in exercise.txt\n\
+                             {details}",
+                            stage.number,
+                            mistake.name,
+                            milestone.title(),
+                            next.map_or("no function", String::as_str),
+                            mistake.function,
+                            mistake.function
+                        ));
+                    }
+                }
+                None => {
+                    println!("  mistake in {:<29} NOTICED BY NO MILESTONE", mistake.function);
+                    problems.push(format!(
+                        "stage {}: mistake {:?} in {} passes every milestone: a learner who \
+                         made it would be told the stage is done ({})",
+                        stage.number, mistake.name, mistake.function, mistake.symptom
+                    ));
+                }
+            }
+        }
     }
     println!("\n{} stage(s) verified in {:.0} s", stages.len(), started.elapsed().as_secs_f64());
     if problems.is_empty() {
@@ -108,4 +162,18 @@ pub fn verify(layout: &Layout, stages: &[&Stage]) -> Result<bool, String> {
 fn first_failure<'a>(run: &Run<'_>, list: &'a [Milestone]) -> Option<(&'a Milestone, String)> {
     list.iter()
         .find_map(|milestone| run.run(milestone).result.err().map(|details| (milestone, details)))
+}
+
+/// Writes the stage's own code into `dir` with `mistake` made.
+fn make_mistake(
+    layout: &Layout,
+    stage: &Stage,
+    mistake: &Mistake,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    write_crate(layout, stage, &Start::Blanks(&[]), dir)?;
+    let path = dir.join("src").join(&mistake.file);
+    let source =
+        std::fs::read_to_string(&path).map_err(|err| format!("{}: {err}", path.display()))?;
+    write(&path, &mistake.apply(&source)?)
 }
