@@ -48,6 +48,15 @@ pub fn ignores_signal(pid: u32, signal: libc::c_int) -> io::Result<bool> {
     Ok(mask.checked_shr(bit).is_some_and(|rest| rest & 1 == 1))
 }
 
+/// Whether process `pid` is asleep in `epoll_wait()`: the kernel function
+/// it waits in (`/proc/PID/wchan`) is epoll's (`do_epoll_wait`, or
+/// `ep_poll` on some kernels). For a single-threaded server, so that a
+/// test can signal it in the middle of a wait.
+pub fn asleep_in_epoll_wait(pid: u32) -> io::Result<bool> {
+    let wchan = fs::read_to_string(format!("/proc/{pid}/wchan"))?;
+    Ok(wchan.contains("epoll_wait") || wchan.contains("ep_poll"))
+}
+
 /// The CPU time (user + system) process `pid` has used so far.
 pub fn cpu_time(pid: u32) -> io::Result<Duration> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;

@@ -10,7 +10,10 @@
 //!   `rust,noplayground` around included Rust, `console` or `text` around
 //!   recorded output, and no fence without a language (`mdbook test` would
 //!   compile it as Rust);
-//! * every picture a chapter shows exists.
+//! * every picture a chapter shows exists;
+//! * every label of a diagram (`book/src/images/*.svg`) is at least 12 px
+//!   on the page, where mdBook scales a drawing wider than its 750 px
+//!   column down to it (the text around it is 16 px).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -269,4 +272,159 @@ fn anchors_are_read_like_mdbook() {
     assert_eq!(anchored(source, "empty").as_deref(), Some(""));
     assert_eq!(anchored(source, "missing"), None);
     assert_eq!(anchored("// ANCHOR: xy\nz\n// ANCHOR_END: xy\n", "x"), None);
+}
+
+/// The widest a picture is shown: mdBook's `--content-max-width` (its
+/// `variables.css`), and `.content img { max-width: 100% }` scales a wider
+/// picture down to it.
+const CONTENT_WIDTH: f64 = 750.0;
+
+/// The smallest a diagram's label may be on the page, in CSS pixels. The
+/// book's text is 16 px.
+const MIN_LABEL_PX: f64 = 12.0;
+
+/// The value of attribute `name` in the attributes text of a tag.
+fn attribute<'a>(attributes: &'a str, name: &str) -> Option<&'a str> {
+    let mut rest = attributes;
+    while let Some(at) = rest.find(name) {
+        let before = rest[..at].chars().next_back();
+        let after = &rest[at + name.len()..];
+        if before.is_none_or(char::is_whitespace)
+            && let Some(value) = after.trim_start().strip_prefix('=')
+            && let Some(value) = value.trim_start().strip_prefix('"')
+            && let Some(end) = value.find('"')
+        {
+            return Some(&value[..end]);
+        }
+        rest = after;
+    }
+    None
+}
+
+/// A length in user units: a plain number, or one in `px`.
+fn user_units(value: &str, what: &str) -> f64 {
+    let number = value.trim().strip_suffix("px").unwrap_or(value.trim());
+    number.parse().unwrap_or_else(|_| panic!("{what}: {value:?} is not a length in px"))
+}
+
+/// Every label of an SVG drawing with the size it is shown at on the page,
+/// in CSS pixels: its `font-size` (inherited from the enclosing elements)
+/// times the scale at which the page shows the drawing, `min(width,
+/// CONTENT_WIDTH) / viewBox width`. Panics on what it cannot size (a style
+/// sheet, a `style` attribute, a missing width or viewBox).
+fn label_sizes(svg: &str, name: &str) -> Vec<(String, f64)> {
+    assert!(!svg.contains("<style"), "{name}: a <style> sheet: set font-size as attributes");
+    let mut labels = Vec::new();
+    // (element, font size) of each open element.
+    let mut open: Vec<(String, f64)> = Vec::new();
+    let mut scale = None;
+    let mut rest = svg;
+    while let Some(at) = rest.find('<') {
+        let text = rest[..at].trim();
+        if let (Some(scale), Some((element, size))) = (scale, open.last())
+            && !text.is_empty()
+            && (element == "text" || element == "tspan")
+        {
+            labels.push((text.to_string(), size * scale));
+        }
+        rest = &rest[at..];
+        if let Some(comment) = rest.strip_prefix("<!--") {
+            let end = comment.find("-->").unwrap_or_else(|| panic!("{name}: unclosed comment"));
+            rest = &comment[end + 3..];
+            continue;
+        }
+        let end = rest.find('>').unwrap_or_else(|| panic!("{name}: unclosed tag"));
+        let tag = &rest[1..end];
+        rest = &rest[end + 1..];
+        if tag.starts_with('?') || tag.starts_with('!') {
+            continue;
+        }
+        if let Some(closing) = tag.strip_prefix('/') {
+            let (element, _) = open.pop().unwrap_or_else(|| panic!("{name}: stray </{closing}>"));
+            assert_eq!(element, closing.trim(), "{name}: <{element}> closed by </{closing}>");
+            continue;
+        }
+        let self_closing = tag.ends_with('/');
+        let tag = tag.trim_end_matches('/');
+        let (element, attributes) = tag.split_once(char::is_whitespace).unwrap_or((tag, ""));
+        assert!(
+            attribute(attributes, "style").is_none_or(|style| !style.contains("font")),
+            "{name}: a font set in a style attribute: use the font-size attribute"
+        );
+        let inherited = open.last().map(|(_, size)| *size);
+        let size = match (attribute(attributes, "font-size"), inherited) {
+            (Some(value), _) => user_units(value, name),
+            (None, Some(size)) => size,
+            // The browser's default, for a drawing that sets none.
+            (None, None) => 16.0,
+        };
+        if element == "svg" {
+            let width = attribute(attributes, "width")
+                .map(|width| user_units(width, name))
+                .unwrap_or_else(|| panic!("{name}: <svg> needs a width"));
+            let view_box = attribute(attributes, "viewBox")
+                .unwrap_or_else(|| panic!("{name}: <svg> needs a viewBox"));
+            let box_width = view_box
+                .split_whitespace()
+                .nth(2)
+                .map(|width| user_units(width, name))
+                .unwrap_or_else(|| panic!("{name}: viewBox {view_box:?} has no width"));
+            scale = Some(width.min(CONTENT_WIDTH) / box_width);
+        }
+        if !self_closing {
+            open.push((element.to_string(), size));
+        }
+    }
+    assert!(open.is_empty(), "{name}: unclosed elements {open:?}");
+    labels
+}
+
+#[test]
+fn every_diagram_label_is_readable_at_the_books_width() {
+    let mut diagrams = 0;
+    let mut small = Vec::new();
+    let images = book_src().join("images");
+    let entries = fs::read_dir(&images).unwrap_or_else(|err| panic!("{}: {err}", images.display()));
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "svg") {
+            continue;
+        }
+        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let labels = label_sizes(&read(&path), &name);
+        assert!(!labels.is_empty(), "{name}: no labels found");
+        for (label, px) in labels {
+            if px < MIN_LABEL_PX {
+                small.push(format!("{name}: {px:.1} px: {label}"));
+            }
+        }
+        diagrams += 1;
+    }
+    assert!(diagrams > 0, "no diagrams under {}", images.display());
+    assert!(
+        small.is_empty(),
+        "labels under {MIN_LABEL_PX} px at the book's width of {CONTENT_WIDTH} px:\n{}",
+        small.join("\n")
+    );
+}
+
+#[test]
+fn label_sizes_follow_inheritance_and_scale() {
+    let svg = r#"<svg xmlns="http://www.w3.org/2000/svg" width="1000" height="100"
+        viewBox="0 0 500 100" font-size="14"><title>not a label</title>
+        <!-- <text>not one either</text> -->
+        <text x="1" y="2">plain</text>
+        <g font-size="10"><text>small <tspan font-size="20px">big</tspan></text><rect/></g>
+        </svg>"#;
+    // Shown at 750 px for 500 units: a scale of 1.5.
+    let sizes = label_sizes(svg, "test.svg");
+    let expected = [("plain", 21.0), ("small", 15.0), ("big", 30.0)];
+    assert_eq!(sizes.len(), expected.len(), "{sizes:?}");
+    for ((label, px), (want_label, want_px)) in sizes.iter().zip(expected) {
+        assert_eq!(label, want_label);
+        assert!((px - want_px).abs() < 1e-9, "{label}: {px} px, not {want_px}");
+    }
+    // A narrow drawing is not scaled up: 12 units at width 400 stay 12 px.
+    let narrow = r#"<svg width="400" viewBox="0 0 400 50"><text font-size="11">x</text></svg>"#;
+    assert_eq!(label_sizes(narrow, "narrow.svg"), vec![("x".to_string(), 11.0)]);
 }

@@ -9,10 +9,13 @@
 //!   100 KB buffer, come back whole: a ready flag cleared before `EAGAIN`
 //!   would strand the rest of the bytes, since their edge is spent.
 //! * Fairness: a client that floods does not starve a bystander.
+//! * Ctrl+C during a wait shows as one wait in the log: the interrupted
+//!   `epoll_wait()` is retried, not logged again.
 //!
 //! `XPS_BIN=path cargo test -p stage09 --test edge` runs them against
 //! another binary (stage 8's, say, to see which of them it fails).
 
+use shared::checks::shutdown::SHUTDOWN_LIMIT;
 use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
 use shared::harness::{binary_under_test, start_quiet_on};
 use shared::load::Load;
@@ -190,4 +193,26 @@ fn a_flooder_does_not_starve_a_bystander() {
     eprintln!("bystander: worst round trip {worst:?} of 20; the flooder got {flooded} B meanwhile");
     assert!(worst <= LIMIT, "round trips took {times:?}");
     assert!(flooded > 0, "the flooder was starved instead");
+}
+
+/// Ctrl+C while the loop sleeps in `epoll_wait()` interrupts the wait
+/// (`EINTR`); the loop waits again and finds the wake-up fd readable. The
+/// log shows that as one wait: each `epoll wait` line is followed by its
+/// `epoll wait over`, with no second `epoll wait` for the interrupted call
+/// (stage 8 logs one).
+#[test]
+fn a_wait_that_ctrl_c_interrupts_is_logged_once() {
+    let _shared = side_by_side();
+    let (binary, _own) = binary_under_test(env!("CARGO_BIN_EXE_stage09"));
+    let server = Server::start(&binary, 1);
+    let pid = server.process.pid();
+    let asleep = wait_until(IO_TIMEOUT, || procfs::asleep_in_epoll_wait(pid).unwrap_or(false));
+    assert!(asleep, "the server never slept in epoll_wait():\n{}", server.stdout());
+    let exited = server.stop(libc::SIGINT, SHUTDOWN_LIMIT * 4);
+    assert_eq!(exited.status.code(), Some(0), "{exited:?}");
+    assert_eq!(exited.count("SIGINT received"), 1, "{}", exited.stdout);
+    let waits = exited.stdout.lines().filter(|line| line.ends_with(" : epoll wait")).count();
+    let overs = exited.count(" : epoll wait over");
+    assert!(waits >= 1, "no `epoll wait` line:\n{}", exited.stdout);
+    assert_eq!(waits, overs, "an `epoll wait` with no `epoll wait over`:\n{}", exited.stdout);
 }

@@ -20,6 +20,7 @@ use shared::checks::shutdown::SHUTDOWN_LIMIT;
 use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
 use shared::harness::{binary_under_test, start_quiet_on};
 use shared::load::Load;
+use shared::procfs;
 use shared::serial::{alone, side_by_side};
 use shared::server::{Launch, Server};
 use shared::wait::wait_until;
@@ -273,4 +274,23 @@ fn sigint_with_a_full_pipe_exits_0_at_once() {
     assert_eq!(exited.count("xps_pipe_destroy() : destroyed pipe"), 1);
     assert_eq!(exited.count("destroyed listener"), 1);
     assert_eq!(exited.count("destroyed core"), 1);
+}
+
+/// Ctrl+C while the loop sleeps in `epoll_wait()` is one wait in the log,
+/// as in stage 9: the interrupted call is retried, not logged again.
+#[test]
+fn a_wait_that_ctrl_c_interrupts_is_logged_once() {
+    let _shared = side_by_side();
+    let (binary, _own) = binary_under_test(env!("CARGO_BIN_EXE_stage10"));
+    let server = Server::start(&binary, 1);
+    let pid = server.process.pid();
+    let asleep = wait_until(IO_TIMEOUT, || procfs::asleep_in_epoll_wait(pid).unwrap_or(false));
+    assert!(asleep, "the server never slept in epoll_wait():\n{}", server.stdout());
+    let exited = server.stop(libc::SIGINT, SHUTDOWN_LIMIT * 4);
+    assert_eq!(exited.status.code(), Some(0), "{exited:?}");
+    assert_eq!(exited.count("SIGINT received"), 1, "{}", exited.stdout);
+    let waits = exited.stdout.lines().filter(|line| line.ends_with(" : epoll wait")).count();
+    let overs = exited.count(" : epoll wait over");
+    assert!(waits >= 1, "no `epoll wait` line:\n{}", exited.stdout);
+    assert_eq!(waits, overs, "an `epoll wait` with no `epoll wait over`:\n{}", exited.stdout);
 }

@@ -422,24 +422,28 @@ impl XpsLoop {
         logger!(LogLevel::Debug, "xps_loop_run()", "epoll wait");
         // Nothing may sit in the log's buffer while we sleep.
         flush_log();
-        // SAFETY: the buffer holds MAX_EPOLL_EVENTS events and lives across
-        // the call.
-        let n_events = unsafe {
-            libc::epoll_wait(
-                lp.epoll_fd.as_raw_fd(),
-                lp.epoll_events.as_mut_ptr(),
-                MAX_EPOLL_EVENTS as i32,
-                timeout_ms,
-            )
-        };
-        let n_events = match check_os(n_events) {
-            Ok(n) => n as usize,
-            // A signal handler ran while we slept. The handler has also
-            // made the wake-up fd readable, so the next wait reports it.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(0),
-            Err(err) => {
-                logger!(LogLevel::Error, "xps_loop_run()", "epoll_wait() failed: {err}");
-                return Err(err);
+        let n_events = loop {
+            // SAFETY: the buffer holds MAX_EPOLL_EVENTS events and lives
+            // across the call.
+            let n_events = unsafe {
+                libc::epoll_wait(
+                    lp.epoll_fd.as_raw_fd(),
+                    lp.epoll_events.as_mut_ptr(),
+                    MAX_EPOLL_EVENTS as i32,
+                    timeout_ms,
+                )
+            };
+            match check_os(n_events) {
+                Ok(n) => break n as usize,
+                // A signal handler ran while we slept, and made the wake-up
+                // fd readable: waiting again returns at once with it. The
+                // same wait goes on, so it logs no second `epoll wait`
+                // (stages 7 and 8 end the round here, and log one).
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    logger!(LogLevel::Error, "xps_loop_run()", "epoll_wait() failed: {err}");
+                    return Err(err);
+                }
             }
         };
         logger!(LogLevel::Debug, "xps_loop_run()", "epoll wait over");

@@ -33,7 +33,7 @@ fn usage() -> String {
     format!(
         "\
 Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME,...]
-                 [--timeout SECS] [--deadline SECS] [--json]
+                 [--pid PID] [--timeout SECS] [--deadline SECS] [--json]
        xps-check --list
        xps-check --stages
 
@@ -309,5 +309,50 @@ mod tests {
             listening_at("localhost", &[8001, 8002, 8003]),
             "localhost port 8001, 8002 or 8003"
         );
+    }
+
+    /// The words of `text`, split at spaces, brackets and bars.
+    fn words(text: &str) -> Vec<&str> {
+        text.split(|c: char| c.is_whitespace() || "[]|".contains(c))
+            .filter(|word| !word.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn the_usage_names_every_flag_parse_args_takes() {
+        // Each flag parse_args takes, with a value it accepts.
+        let taken = [
+            ("--stage", Some("8")),
+            ("--host", Some("localhost")),
+            ("--ports", Some("8001,8002")),
+            ("--only", Some("every-port")),
+            ("--pid", Some("4242")),
+            ("--timeout", Some("5")),
+            ("--deadline", Some("30")),
+            ("--json", None),
+            ("--list", None),
+            ("--stages", None),
+        ];
+        let usage = usage();
+        let synopsis = usage.split("\n\n").next().unwrap_or_default();
+        let described: Vec<&str> = usage
+            .lines()
+            .filter(|line| line.starts_with("  --"))
+            .filter_map(|line| line.split_whitespace().next())
+            .collect();
+        for (flag, value) in taken {
+            let mut args = vec!["--stage", "8", flag];
+            args.extend(value);
+            assert!(parse_args(&args).is_ok(), "parse_args refuses {args:?}");
+            assert!(words(synopsis).contains(&flag), "the usage line lacks {flag}:\n{synopsis}");
+            assert!(described.contains(&flag), "the options do not describe {flag}");
+        }
+        for flag in &described {
+            assert!(
+                taken.iter().any(|(name, _)| name == flag),
+                "the usage describes {flag}, which this test does not know"
+            );
+        }
+        assert!(parse_args(["--stage", "8", "--colour"]).is_err());
     }
 }

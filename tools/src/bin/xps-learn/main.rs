@@ -6,11 +6,13 @@
 //! xps-learn check 7 [--watch]        build it, run the milestones, say what to write next
 //! xps-learn status                   every stage started, milestones passed of total
 //! xps-learn verify [N...]            for CI: every blank of every stage is noticed by a test
+//! xps-learn book N [--out DIR]       a copy of the book with stage N's blank bodies hidden
 //! ```
 //!
 //! Which functions are blank, with a hint and the book section for each,
 //! is data beside each stage: `stageNN/exercise.txt` (see exercise.rs).
 
+mod book;
 mod check;
 mod exercise;
 mod mistake;
@@ -23,7 +25,7 @@ use exercise::Blank;
 use shared::cli::{Args, options_or_exit, unknown};
 use shared::stages::{self, STAGES, Stage};
 use start::{Layout, Start, write_crate};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +38,7 @@ Usage: xps-learn start N [--from-previous] [--force]
        xps-learn check N [--watch]
        xps-learn status
        xps-learn verify [N ...]
+       xps-learn book N [--out DIR]
 
 Write stage N ({stages}) yourself, in exercises/stageNN/, and check it
 milestone by milestone with the stage's own tests.
@@ -59,6 +62,11 @@ Commands:
                    exercise compiles and fails, that every blank alone is
                    noticed by a milestone, and that the stage's own code
                    passes them all
+  book N           write a copy of the book (into exercises/book) in which
+                   the listings of stage N's code show the functions you
+                   write as todo!(), not finished; read it with
+                   `mdbook serve exercises/book --open`
+  --out DIR        write the copy into DIR instead
   -h, --help       print this help"
     )
 }
@@ -70,6 +78,7 @@ enum Command {
     Check { stage: &'static Stage, watch: bool },
     Status,
     Verify { stages: Vec<&'static Stage> },
+    Book { stage: &'static Stage, out: Option<PathBuf> },
 }
 
 fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Command>, String> {
@@ -120,6 +129,18 @@ fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option
             }
             Command::Verify { stages: chosen }
         }
+        "book" => {
+            let stage = stage_arg(&mut args)?;
+            let mut out = None;
+            while let Some(flag) = args.next() {
+                match flag.as_str() {
+                    "--out" => out = Some(PathBuf::from(args.value(&flag)?)),
+                    "-h" | "--help" => return Ok(None),
+                    _ => return Err(unknown(&flag)),
+                }
+            }
+            Command::Book { stage, out }
+        }
         other => return Err(format!("unknown command {other:?}")),
     };
     Ok(Some(command))
@@ -146,6 +167,7 @@ fn main() -> ExitCode {
         Command::Check { stage, watch } => check(&layout, stage, watch),
         Command::Status => status(&layout),
         Command::Verify { stages } => verify::verify(&layout, &stages),
+        Command::Book { stage, out } => book::run(&layout, stage, out.as_deref()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
