@@ -192,7 +192,13 @@ fn a_flooder_does_not_starve_a_bystander() {
     let worst = times.iter().max().copied().unwrap_or_default();
     eprintln!("bystander: worst round trip {worst:?} of 20; the flooder got {flooded} B meanwhile");
     assert!(worst <= LIMIT, "round trips took {times:?}");
-    assert!(flooded > 0, "the flooder was starved instead");
+    // The 20 round trips can take a few milliseconds in all, less than
+    // the flooding thread may wait for a core on a busy machine: what
+    // matters is that its bytes keep coming, not when its thread runs.
+    assert!(
+        wait_until(IO_TIMEOUT, || flooder.received() > received_before),
+        "the flooder was starved instead"
+    );
 }
 
 /// Ctrl+C while the loop sleeps in `epoll_wait()` interrupts the wait

@@ -202,7 +202,13 @@ fn a_streaming_client_does_not_starve_a_bystander() {
         "bystander: worst round trip {worst:?} of 20; the streamer got {streamed} B meanwhile"
     );
     assert!(worst <= LIMIT, "round trips took {times:?}");
-    assert!(streamed > 0, "the streaming client was starved instead");
+    // The 20 round trips can take a few milliseconds in all, less than
+    // the streaming thread may wait for a core on a busy machine: what
+    // matters is that its bytes keep coming, not when its thread runs.
+    assert!(
+        wait_until(IO_TIMEOUT, || streamer.received() > received_before),
+        "the streaming client was starved instead"
+    );
 }
 
 /// A client that sends, then closes its sending side (`nc -N`, `shutdown`)
