@@ -18,7 +18,7 @@
 //! the code: the code learners read stays as it is.
 //!
 //! Beside it, `mistakes.txt` lists plausible wrong versions of the same
-//! functions ([`Mistake`]), which `xps-learn verify` requires the
+//! functions ([`crate::mistake::Mistake`]), which `xps-learn verify` requires the
 //! milestones to catch.
 
 use crate::source::{fn_body, indent_at};
