@@ -53,15 +53,18 @@ Commands:
                    is lost)
   check N          build exercises/stageNN and run the milestones in the
                    book's order; stop at the first that fails and say which
-                   function to write, with a hint and the book section
+                   function to write (or look at again, when a test listed
+                   under it fails), with a hint and the book section
   --watch          run again whenever a file of the exercise changes
                    (Ctrl+C to stop)
   status           every exercise started: milestones passed, functions
-                   still blank
+                   still blank (or that the code changed since the check)
   verify [N ...]   for CI: for each stage (all by default), check that the
                    exercise compiles and fails, that every blank alone is
-                   noticed by a milestone, and that the stage's own code
-                   passes them all
+                   noticed by a milestone, that the stage's own code
+                   passes them all, and that each known mistake in the
+                   stage's mistakes.txt fails one and is traced to its
+                   function
   book N           write a copy of the book (into exercises/book) in which
                    the listings of stage N's code show the functions you
                    write as todo!(), not finished; read it with
