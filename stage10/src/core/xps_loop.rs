@@ -866,6 +866,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn readable_only_calls_read_cb() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (ours, theirs) = readable_pair();
+        let fd = ours.as_raw_fd();
+        core.event_loop.attach(fd, libc::EPOLLIN as u32, test_callbacks(5, note_read)).unwrap();
+        PAIRS.with(|pairs| pairs.borrow_mut().push((id(5), ours, theirs)));
+        assert_eq!(XpsLoop::wait_and_dispatch(&mut core, 1000).unwrap(), 1);
+        assert_eq!(kinds(), vec![("read", id(5))], "a readable-only event called more");
+        PAIRS.with(|pairs| pairs.borrow_mut().clear());
+        core.destroy();
+    }
+
+    #[test]
     fn write_cb_runs_after_read_cb() {
         let _serial = serial();
         let mut core = running_core();
