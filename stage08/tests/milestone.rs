@@ -381,3 +381,37 @@ fn sigint_during_a_flood_exits_0_at_once() {
     assert_eq!(exited.count("destroyed listener"), 1);
     assert_eq!(exited.count("destroyed core"), 1);
 }
+
+/// With no client at all, the loop sleeps in `epoll_wait()` (a timeout of
+/// -1) until something happens: once the log has settled, half a second
+/// adds no `epoll wait` line. (Stage 8's spin needs a client whose socket
+/// is writable; a loop that polls with a timeout spins without one.)
+#[test]
+fn with_no_client_the_loop_sleeps() {
+    let _shared = side_by_side();
+    let server = Server::start(&stage_binary(), 1);
+    let settled = wait_until(IO_TIMEOUT, || {
+        let before = server.count("epoll wait");
+        std::thread::sleep(Duration::from_millis(100));
+        before >= 1 && server.count("epoll wait") == before
+    });
+    assert!(settled, "the loop never settled into a wait:\n{}", server.stdout());
+    let waits = server.count("epoll wait");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.count("epoll wait"), waits, "the loop woke with nothing to do");
+}
+
+/// Ctrl+C while the loop sleeps in `epoll_wait()` interrupts the wait:
+/// `EINTR` is no error, the loop goes round, finds the wake-up fd and the
+/// server exits 0. (Stage 9 also logs that as a single wait.)
+#[test]
+fn ctrl_c_during_a_wait_exits_0() {
+    let _shared = side_by_side();
+    let server = Server::start(&stage_binary(), 1);
+    let pid = server.process.pid();
+    let asleep = wait_until(IO_TIMEOUT, || procfs::asleep_in_epoll_wait(pid).unwrap_or(false));
+    assert!(asleep, "the server never slept in epoll_wait():\n{}", server.stdout());
+    let exited = server.stop(libc::SIGINT, SHUTDOWN_LIMIT * 4);
+    assert_eq!(exited.status.code(), Some(0), "{exited:?}");
+    assert_eq!(exited.count("SIGINT received"), 1, "{}", exited.stdout);
+}

@@ -197,6 +197,14 @@ mod tests {
     }
 
     #[test]
+    fn the_remote_ip_is_the_clients_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _peer) = listener.accept().unwrap();
+        assert_eq!(get_remote_ip(&socket).as_deref(), Some("127.0.0.1"));
+    }
+
+    #[test]
     fn make_socket_non_blocking_adds_o_nonblock_and_keeps_other_flags() {
         use std::os::fd::AsRawFd;
         let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -208,6 +216,10 @@ mod tests {
         // SAFETY: as above.
         let after = unsafe { libc::fcntl(fd, libc::F_GETFL) };
         assert_eq!(after, before | libc::O_NONBLOCK);
+        // Twice is the same as once: the flag is added, never toggled.
+        make_socket_non_blocking(fd).unwrap();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_GETFL) }, after);
         // A read with nothing to read now says so instead of waiting.
         let err = io::Read::read(&mut &ours, &mut [0; 1]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
