@@ -347,11 +347,19 @@ pub fn without_backtraces(text: &str) -> String {
 }
 
 /// The index in `blanks` of the first function that the failure of test
-/// `name` (its text `text`) is about: a `todo!()` it ran into, else a
-/// function that lists the test as one of its own. `usize::MAX` if none.
-fn first_blank_about(name: &str, text: &str, blanks: &[Blank]) -> usize {
-    let hit = blanks.iter().position(|blank| text.contains(&blank.panic_text()));
-    hit.or_else(|| blanks.iter().position(|blank| blank.claims(name))).unwrap_or(usize::MAX)
+/// `name` (its text `text`) is about, as a sort key: a `todo!()` it ran
+/// into first, then a function that lists the test as one of its own,
+/// then failures about no function.
+fn first_blank_about(name: &str, text: &str, blanks: &[Blank]) -> (u8, usize) {
+    // A todo!() that was hit comes before any test listed under a
+    // function: that test may fail only because of the todo!().
+    if let Some(hit) = blanks.iter().position(|blank| text.contains(&blank.panic_text())) {
+        return (0, hit);
+    }
+    match blanks.iter().position(|blank| blank.claims(name)) {
+        Some(claimed) => (1, claimed),
+        None => (2, 0),
+    }
 }
 
 /// The part of cargo's output that says what failed: the compiler's
@@ -477,6 +485,13 @@ mod tests {
         let excerpt = failure_excerpt(output, &two_blanks());
         assert!(excerpt.starts_with("---- mod::tests::one_is_right stdout ----"), "{excerpt}");
         assert!(excerpt.ends_with("(and 1 more: mod::tests::two_is_right)"), "{excerpt}");
+        // A todo!() that was hit comes before a listed test, even one of
+        // an earlier function: that test may fail only because of it.
+        let output = "failures:\n\n---- mod::tests::one_is_right stdout ----\none failed\n\n\
+                      ---- other stdout ----\nnot yet implemented: second: do 2\n\n\
+                      failures:\n    a\n";
+        let excerpt = failure_excerpt(output, &two_blanks());
+        assert!(excerpt.starts_with("---- other stdout ----"), "{excerpt}");
     }
 
     #[test]
