@@ -338,7 +338,25 @@ fn is_that_clients_error(err: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use crate::core::xps_loop::tests::serial;
+    use std::net::{Ipv4Addr, TcpStream};
+
+    /// Edge-triggered: the listener's readiness is reported once for all
+    /// the clients waiting, so one call must accept every one of them.
+    #[test]
+    fn one_call_accepts_every_client_waiting() {
+        let _serial = serial();
+        let mut core = XpsCore::create().unwrap();
+        let listener = XpsListener::create(&mut core, "127.0.0.1", 0).unwrap();
+        let port = core.listeners.get(listener).unwrap().socket.local_addr().unwrap().port();
+        // On loopback the handshake is over when connect() returns: all
+        // three are in the listener's queue before the handler runs.
+        let _clients: Vec<TcpStream> =
+            (0..3).map(|_| TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap()).collect();
+        listener_connection_handler(&mut core, listener);
+        assert_eq!(core.connections.ids().len(), 3, "one call accepted too few");
+        core.destroy();
+    }
 
     #[test]
     fn accept_goes_on_past_an_error_about_one_client_and_stops_at_others() {
@@ -356,7 +374,7 @@ mod tests {
     fn a_listening_socket_is_never_reported_writable() {
         // Why the listener is attached without EPOLLOUT (see create).
         let socket = open_listening_socket(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let client = std::net::TcpStream::connect(socket.local_addr().unwrap()).unwrap();
+        let client = TcpStream::connect(socket.local_addr().unwrap()).unwrap();
         let mut pollfd = libc::pollfd {
             fd: socket.as_raw_fd(),
             events: libc::POLLIN | libc::POLLOUT,
