@@ -272,25 +272,34 @@ impl Client {
     /// `SO_LINGER` with a zero timeout makes `close()` drop unsent data and
     /// abort, as a crashed client or a port scanner does.
     pub fn reset(self) {
-        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-        // SAFETY: the option value points to a linger struct that outlives
-        // the call, and its exact size is passed with it.
-        unsafe {
-            libc::setsockopt(
-                self.stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&raw const linger).cast(),
-                size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        drop(self);
+        let Client { stream, .. } = self;
+        reset_stream(stream);
     }
 
     /// Closes the sending half: the server sees end of input.
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
+}
+
+/// Closes `stream` with a reset (RST), as [`Client::reset`] does for a
+/// [`Client`]: `SO_LINGER` at 0 makes `close()` drop unsent data and
+/// abort. Panics if the option cannot be set: a test that meant to reset
+/// would go on with a normal close.
+pub fn reset_stream(stream: TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: the option value points to a linger struct that outlives
+    // the call, and its exact size is passed with it.
+    let ret = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(ret, 0, "setsockopt(SO_LINGER): {}", io::Error::last_os_error());
 }
 
 /// A socket connected to `addr` within [`IO_TIMEOUT`], whose every later

@@ -3,6 +3,7 @@
 //! checked against the kernel this runs on. The loops of stages 8 to 10
 //! read before they close because of the second and third rows.
 
+use shared::client::reset_stream;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -48,23 +49,6 @@ fn reported_once(socket: &TcpStream, wanted: u32) -> u32 {
     reported(socket)
 }
 
-/// Closes `socket` with `SO_LINGER` at 0: the kernel sends an RST.
-fn reset(socket: TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: the option value points to a linger that outlives the call,
-    // and its size is passed with it.
-    let set = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(set, 0, "setsockopt: {}", io::Error::last_os_error());
-}
-
 const IN: u32 = libc::EPOLLIN as u32;
 const ERR: u32 = libc::EPOLLERR as u32;
 const HUP: u32 = libc::EPOLLHUP as u32;
@@ -98,7 +82,7 @@ fn a_peer_that_closes_is_readable_and_not_a_hang_up() {
 fn a_reset_is_an_error_and_a_hang_up_and_readable_with_the_bytes_before_it() {
     let (mut ours, mut theirs) = pair();
     theirs.write_all(b"last words").expect("write");
-    reset(theirs);
+    reset_stream(theirs);
     let events = reported_once(&ours, ERR | HUP);
     assert_eq!(events & (IN | ERR | HUP), IN | ERR | HUP, "events {events:#x}");
     let (bytes, end) = read_to_end(&mut ours);

@@ -17,7 +17,7 @@
 //! and without keeping its `client: ...` lines: a flood would pile them up.
 
 use shared::checks::shutdown::SHUTDOWN_LIMIT;
-use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
+use shared::client::{Client, IO_TIMEOUT, ReplyEnd, reset_stream};
 use shared::harness::{binary_under_test, start_quiet_on};
 use shared::procfs;
 use shared::serial::{alone, side_by_side};
@@ -134,25 +134,6 @@ impl Drop for Flooder {
             let _ = thread.join();
         }
     }
-}
-
-/// Closes `stream` with a reset, as a crashed client does (what
-/// `Client::reset` does for a `Client`).
-fn reset(stream: TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: the option value points to a linger struct that outlives the
-    // call, and its exact size is passed with it.
-    let ret = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(ret, 0, "setsockopt(SO_LINGER)");
 }
 
 /// The server's resident memory, in bytes.
@@ -326,7 +307,7 @@ fn clients_that_reset_with_replies_queued() {
     let mut server = quiet_server(4);
     let (sent, flooder) = Flooder::start(server.ports[0], 16 * MIB).finish();
     assert!(sent >= 16 * MIB, "the flood stalled at {sent} bytes");
-    reset(flooder);
+    reset_stream(flooder);
     assert!(
         server.wait_for_count("[ERROR]", 1, IO_TIMEOUT),
         "the reset was not logged:\n{}",

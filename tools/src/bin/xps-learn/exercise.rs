@@ -96,32 +96,7 @@ pub fn load(stage_dir: &Path) -> Result<Vec<Blank>, String> {
 /// Parses the text of a list (see the module's doc).
 pub fn parse(text: &str) -> Result<Vec<Blank>, String> {
     let mut blanks = Vec::new();
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim_start().starts_with('#'))
-        .map(|(n, line)| (n + 1, line.trim()))
-        .collect();
-    for paragraph in lines.split(|(_, line)| line.is_empty()) {
-        if paragraph.is_empty() {
-            continue;
-        }
-        let first_line = paragraph[0].0;
-        let mut fields: [Option<String>; 5] = Default::default();
-        for &(n, line) in paragraph {
-            let Some((key, value)) = line.split_once(':') else {
-                return Err(format!("line {n}: expected `key: value`, got {line:?}"));
-            };
-            let slot = match key.trim() {
-                "fn" => 0,
-                "file" => 1,
-                "book" => 2,
-                "hint" => 3,
-                "tests" => 4,
-                other => return Err(format!("line {n}: unknown key {other:?}")),
-            };
-            fields[slot] = Some(value.trim().to_string());
-        }
+    for (first_line, fields) in paragraphs(text, ["fn", "file", "book", "hint", "tests"])? {
         let [Some(function), Some(file), Some(book), Some(hint), tests] = fields else {
             return Err(format!("line {first_line}: a paragraph needs fn, file, book and hint"));
         };
@@ -136,6 +111,42 @@ pub fn parse(text: &str) -> Result<Vec<Blank>, String> {
         blanks.push(Blank { function, file, book, hint, tests });
     }
     Ok(blanks)
+}
+
+/// One paragraph of a list: the number of its first line, and its value
+/// for each key asked for.
+pub type Paragraph<const N: usize> = (usize, [Option<String>; N]);
+
+/// The paragraphs of a list of `key: value` lines (blank lines between
+/// paragraphs, `#` starts a comment line), each with the number of its
+/// first line and its value for each of `keys`, in that order. Fails on a
+/// line that is not `key: value` or names a key not in `keys`.
+pub fn paragraphs<const N: usize>(
+    text: &str,
+    keys: [&str; N],
+) -> Result<Vec<Paragraph<N>>, String> {
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim_start().starts_with('#'))
+        .map(|(n, line)| (n + 1, line.trim()))
+        .collect();
+    let mut out = Vec::new();
+    for paragraph in lines.split(|(_, line)| line.is_empty()) {
+        let Some(&(first_line, _)) = paragraph.first() else { continue };
+        let mut fields: [Option<String>; N] = std::array::from_fn(|_| None);
+        for &(n, line) in paragraph {
+            let Some((key, value)) = line.split_once(':') else {
+                return Err(format!("line {n}: expected `key: value`, got {line:?}"));
+            };
+            let Some(slot) = keys.iter().position(|k| *k == key.trim()) else {
+                return Err(format!("line {n}: unknown key {:?}", key.trim()));
+            };
+            fields[slot] = Some(value.trim().to_string());
+        }
+        out.push((first_line, fields));
+    }
+    Ok(out)
 }
 
 /// `source` (the text of `file`) with the bodies of `blanks` in that file

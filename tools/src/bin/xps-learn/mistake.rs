@@ -17,6 +17,7 @@
 //! `find` must occur exactly once in the body of `fn`; `\n` in `find` and
 //! `replace` stands for a line break.
 
+use crate::exercise::paragraphs;
 use crate::source::fn_body;
 use std::path::Path;
 
@@ -83,30 +84,15 @@ pub fn load(stage_dir: &Path) -> Result<Vec<Mistake>, String> {
 /// Parses the text of a list (see the module's doc).
 pub fn parse(text: &str) -> Result<Vec<Mistake>, String> {
     const KEYS: [&str; 6] = ["mistake", "fn", "file", "symptom", "find", "replace"];
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim_start().starts_with('#'))
-        .map(|(n, line)| (n + 1, line.trim()))
-        .collect();
     let mut mistakes = Vec::new();
-    for paragraph in lines.split(|(_, line)| line.is_empty()) {
-        let Some(&(first_line, _)) = paragraph.first() else { continue };
-        let mut fields: [Option<String>; 6] = Default::default();
-        for &(n, line) in paragraph {
-            let Some((key, value)) = line.split_once(':') else {
-                return Err(format!("line {n}: expected `key: value`, got {line:?}"));
-            };
-            let Some(slot) = KEYS.iter().position(|k| *k == key.trim()) else {
-                return Err(format!("line {n}: unknown key {:?}", key.trim()));
-            };
-            fields[slot] = Some(value.trim().replace("\\n", "\n"));
-        }
+    for (first_line, fields) in paragraphs(text, KEYS)? {
         let [Some(name), Some(function), Some(file), Some(symptom), Some(find), Some(replace)] =
             fields
         else {
             return Err(format!("line {first_line}: a mistake needs every one of {KEYS:?}"));
         };
+        // Code is one line in the list: `\n` stands for a line break.
+        let (find, replace) = (find.replace("\\n", "\n"), replace.replace("\\n", "\n"));
         if find.is_empty() || find == replace {
             return Err(format!("line {first_line}: `find` must be text that `replace` changes"));
         }
