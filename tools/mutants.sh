@@ -52,6 +52,13 @@ mkdir -p "$out"
 cargo mutants -p "$stage" "${file_args[@]}" --no-shuffle --output "$out/unit" \
   --cargo-test-arg=--bin --cargo-test-arg="$stage" > "$out/unit.log" 2>&1 || true
 unit="$out/unit/mutants.out"
+# No mutant tested at all: the unmutated tree did not build or pass its
+# tests (cargo-mutants' "baseline"), and there is no figure to give.
+if ! grep -qE '^(CAUGHT|MISSED|TIMEOUT|UNVIABLE) ' "$out/unit.log"; then
+  echo "tools/mutants.sh: cargo-mutants tested no mutant of $stage; its log ends:" >&2
+  tail -n 15 "$out/unit.log" >&2
+  exit 2
+fi
 # A mutant line without its line:column, which move with every edit.
 strip() { sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /'; }
 strip < "$unit/missed.txt" | sort -u > "$out/missed-by-unit.txt"
@@ -98,6 +105,17 @@ echo "  missed      $missed"
 echo "  equivalent  $equivalent (listed in $equivalent_list)"
 echo "  unviable    $unviable (did not compile: not counted)"
 echo "  score       $score of $viable viable mutants not listed as equivalent"
+# The same figures per file: the target is met file by file, not on average.
+for file in "${files[@]}"; do
+  path="$stage/src/$file"
+  in_file() { if [[ -f $1 ]]; then grep -c "^$path:" "$1" || true; else echo 0; fi; }
+  c=$(($(in_file "$unit/caught.txt") + $(in_file "$unit/timeout.txt") \
+    + $(in_file "$out/missed-by-unit.txt") - $(in_file "$out/missed.txt")))
+  m=$(in_file "$out/missed-not-listed.txt")
+  e=$(comm -12 "$out/missed.txt" "$listed" | grep -c "^$path:" || true)
+  s=$(awk -v c="$c" -v v="$((c + m))" 'BEGIN { if (v == 0) print "-"; else printf "%.0f%%", 100 * c / v }')
+  printf '  %-28s %4s  (caught %d, missed %d, equivalent %d)\n' "$file" "$s" "$c" "$m" "$e"
+done
 status=0
 if [[ -s $out/missed-not-listed.txt ]]; then
   echo "missed, and not listed as equivalent (a test should catch it):"

@@ -137,6 +137,21 @@ pub fn fd_exhaustion(subject: &Subject<'_>) -> Outcome {
         || "no client was served within 2 s of the fds being free again".to_string(),
         "once clients leave, their fds are free: the listener must accept again",
     )?;
+    if subject.own {
+        // Saying so matters beyond the log: the flag it clears is what lets
+        // the next burst be logged at all.
+        ensure(
+            server.wait_for_count("fds are free again", 1, Duration::from_secs(2)),
+            || {
+                format!(
+                    "no 'fds are free again' line once clients were served:\n{}",
+                    server.stdout()
+                )
+            },
+            "when accept() works again after EMFILE, log it once and clear out_of_fds \
+             (accepting_again in xps_listener.rs)",
+        )?;
+    }
     still_running(&mut server, "running out of fds")?;
     Ok(note)
 }

@@ -244,6 +244,25 @@ mod tests {
     }
 
     #[test]
+    fn len_counts_the_objects_alive() {
+        let mut slots = Slots::default();
+        assert_eq!((slots.len(), slots.is_empty()), (0, true));
+        let ids: Vec<_> = (0..3).map(|n| slots.insert(n)).collect();
+        assert_eq!((slots.len(), slots.is_empty()), (3, false));
+        ids.into_iter().for_each(|id| _ = slots.remove(id));
+        assert_eq!((slots.len(), slots.is_empty()), (0, true));
+    }
+
+    #[test]
+    fn an_id_prints_as_slot_and_generation() {
+        let mut slots = Slots::default();
+        let first = slots.insert(());
+        slots.remove(first);
+        let second = slots.insert(());
+        assert_eq!(format!("{first:?} {second:?}"), "#0.1 #0.2");
+    }
+
+    #[test]
     fn an_id_is_as_small_as_two_u32s() {
         assert_eq!(size_of::<Id<String>>(), 8);
         assert_eq!(size_of::<Option<Id<String>>>(), 8);

@@ -237,3 +237,20 @@ fn is_out_of_fds(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 // ANCHOR_END: out_of_fds
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only "no fd left" turns a client away; any other failure of
+    /// accept() is about that one client or the listener, not the limit.
+    #[test]
+    fn only_emfile_and_enfile_mean_out_of_fds() {
+        let error = io::Error::from_raw_os_error;
+        assert!(is_out_of_fds(&error(libc::EMFILE)));
+        assert!(is_out_of_fds(&error(libc::ENFILE)));
+        for other in [libc::EAGAIN, libc::ECONNABORTED, libc::ENOBUFS, libc::EINVAL] {
+            assert!(!is_out_of_fds(&error(other)), "errno {other}");
+        }
+    }
+}

@@ -256,6 +256,19 @@ mod tests {
     use std::net::{Ipv4Addr, TcpStream};
     use std::time::{Duration, Instant};
 
+    /// Only "no fd left" turns a client away; any other failure of
+    /// accept() is about that one client or the listener, not the limit.
+    #[test]
+    fn only_emfile_and_enfile_mean_out_of_fds() {
+        let error = io::Error::from_raw_os_error;
+        assert!(is_out_of_fds(&error(libc::EMFILE)));
+        assert!(is_out_of_fds(&error(libc::ENFILE)));
+        for other in [libc::EAGAIN, libc::ECONNABORTED, libc::ENOBUFS, libc::EINVAL] {
+            assert!(!is_out_of_fds(&error(other)), "errno {other}");
+        }
+    }
+
+
     /// The lesson of the stage in one test: a client's socket that blocks
     /// would let one client that never reads freeze every other.
     #[test]

@@ -341,6 +341,19 @@ mod tests {
     use crate::core::xps_loop::tests::serial;
     use std::net::{Ipv4Addr, TcpStream};
 
+    /// Only "no fd left" turns a client away; any other failure of
+    /// accept() is about that one client or the listener, not the limit.
+    #[test]
+    fn only_emfile_and_enfile_mean_out_of_fds() {
+        let error = io::Error::from_raw_os_error;
+        assert!(is_out_of_fds(&error(libc::EMFILE)));
+        assert!(is_out_of_fds(&error(libc::ENFILE)));
+        for other in [libc::EAGAIN, libc::ECONNABORTED, libc::ENOBUFS, libc::EINVAL] {
+            assert!(!is_out_of_fds(&error(other)), "errno {other}");
+        }
+    }
+
+
     /// Edge-triggered: the listener's readiness is reported once for all
     /// the clients waiting, so one call must accept every one of them.
     #[test]
