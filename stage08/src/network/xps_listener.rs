@@ -268,7 +268,6 @@ mod tests {
         }
     }
 
-
     /// The lesson of the stage in one test: a client's socket that blocks
     /// would let one client that never reads freeze every other.
     #[test]

@@ -486,4 +486,20 @@ pub(crate) mod tests {
         assert!(core.connections.get(id).is_none());
         core.destroy();
     }
+
+    /// The loop calls the close handler for an error or hang-up with
+    /// nothing to read (see the loop's `dispatch`); called as the loop
+    /// would, it destroys the connection and closes its socket.
+    #[test]
+    fn the_loop_close_handler_destroys_the_connection_and_closes_its_socket() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (id, mut client) = connect_client(&mut core);
+        connection_loop_close_handler(&mut core, id);
+        assert!(core.connections.get(id).is_none(), "the connection is still in the core");
+        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut byte = [0; 1];
+        assert_eq!(client.read(&mut byte).unwrap(), 0, "the client's stream did not end");
+        core.destroy();
+    }
 }

@@ -678,6 +678,42 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_pipe_holding_exactly_its_threshold_is_full() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (pipe, source, _sink) = test_pipe(&mut core, 1000);
+        write(&mut core, source, &[b'x'; 100]);
+        let held = core.pipes.get(pipe).unwrap().buff_list.held();
+        core.pipes.get_mut(pipe).unwrap().buff_thresh = held + 1;
+        assert!(core.pipes.get(pipe).unwrap().is_writable(), "one byte under the threshold");
+        core.pipes.get_mut(pipe).unwrap().buff_thresh = held;
+        assert!(!core.pipes.get(pipe).unwrap().is_writable(), "at the threshold");
+        core.destroy();
+    }
+
+    #[test]
+    fn an_end_joins_one_pipe_at_most() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (pipe, source, sink) = test_pipe(&mut core, 1000);
+        let (other_source, other_sink) = (test_source(&mut core, 3), test_sink(&mut core, 4));
+        // create(): either end taken is enough to refuse.
+        assert_eq!(XpsPipe::create(&mut core, 1000, source, other_sink), Err(XpsError::Permission));
+        assert_eq!(XpsPipe::create(&mut core, 1000, other_source, sink), Err(XpsError::Permission));
+        // attach: the pipe has that end already, or the end has a pipe.
+        assert_eq!(XpsPipe::attach_source(&mut core, pipe, other_source), Err(XpsError::Permission));
+        assert_eq!(XpsPipe::attach_sink(&mut core, pipe, other_sink), Err(XpsError::Permission));
+        let (empty, free_source, free_sink) = test_pipe(&mut core, 1000);
+        XpsPipe::detach_source(&mut core, empty).unwrap();
+        XpsPipe::detach_sink(&mut core, empty).unwrap();
+        assert_eq!(XpsPipe::attach_source(&mut core, empty, source), Err(XpsError::Permission));
+        assert_eq!(XpsPipe::attach_sink(&mut core, empty, sink), Err(XpsError::Permission));
+        XpsPipe::attach_source(&mut core, empty, free_source).unwrap();
+        XpsPipe::attach_sink(&mut core, empty, free_sink).unwrap();
+        core.destroy();
+    }
+
+    #[test]
     fn the_bound_counts_memory_not_bytes() {
         let _serial = serial();
         let mut core = running_core();

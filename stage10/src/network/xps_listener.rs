@@ -353,7 +353,6 @@ mod tests {
         }
     }
 
-
     /// Edge-triggered: the listener's readiness is reported once for all
     /// the clients waiting, so one call must accept every one of them.
     #[test]
