@@ -5,7 +5,7 @@
 use crate::stages::Protocol;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -395,16 +395,20 @@ fn set_option<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T)
 ///
 /// Binding a socket to port 0, reading its port and closing it would give a
 /// port that is free only for a moment: another test (or the OS, for another
-/// test's port 0) may take it before it is used. Here the port is the local
-/// port of a live connection, which keeps it taken (a `bind()` to it fails
-/// with `EADDRINUSE`, and port 0 never picks it), while a SYN to it finds
-/// no listener and is answered with a reset.
+/// test's port 0) may take it before it is used. Here a socket stays bound
+/// to the port without ever listening or connecting: a `bind()` to it fails
+/// with `EADDRINUSE`, port 0 never picks it, and a SYN to it finds no
+/// listener and is answered with a reset.
+///
+/// (The port must not be the local port of a live connection instead: the
+/// kernel may pick that port again as the source port of a `connect()` to
+/// it, since the pair of addresses differs, and a socket that connects
+/// from port P to port P on the same address is connected to itself: what
+/// it sends comes back to it, as if an echo server listened there.)
 #[derive(Debug)]
 pub struct ClosedPort {
-    /// The connection whose local port is the closed one.
-    _client: TcpStream,
-    /// Its other end (the listener that accepted it is closed).
-    _accepted: TcpStream,
+    /// The socket bound to the port, never listening.
+    _bound: OwnedFd,
     /// The port.
     pub port: u16,
 }
@@ -412,11 +416,35 @@ pub struct ClosedPort {
 impl ClosedPort {
     /// Makes one.
     pub fn new() -> io::Result<ClosedPort> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let client = TcpStream::connect(listener.local_addr()?)?;
-        let (accepted, _) = listener.accept()?;
-        let port = client.local_addr()?.port();
-        Ok(ClosedPort { _client: client, _accepted: accepted, port })
+        // SAFETY: socket() takes no pointers; the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new, valid fd that nothing else owns.
+        let bound = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut address = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be() },
+            sin_zero: [0; 8],
+        };
+        let mut len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: `address` is a valid sockaddr_in that outlives the call,
+        // and its exact size is passed with it.
+        let ret = unsafe { libc::bind(bound.as_raw_fd(), (&raw const address).cast(), len) };
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: getsockname() writes at most `len` bytes into `address`,
+        // which is that big, and sets `len` to what it wrote.
+        let ret = unsafe {
+            libc::getsockname(bound.as_raw_fd(), (&raw mut address).cast(), &raw mut len)
+        };
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ClosedPort { _bound: bound, port: u16::from_be(address.sin_port) })
     }
 
     /// Its address on 127.0.0.1.
@@ -428,6 +456,7 @@ impl ClosedPort {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
     /// Binding a port and letting it go, as the tests used to, leaves a
     /// port anyone may take at once (this `bind()` succeeds); a closed port

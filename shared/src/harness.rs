@@ -69,7 +69,14 @@ pub fn run(name: &str, subject: &Subject<'_>) -> Outcome {
         Run::Wire(run) => {
             // A server that dies at start-up (a learner's todo!(), say) is
             // this check's failure, with what the server said.
-            let started = std::panic::catch_unwind(|| start_quiet(subject.binary));
+            let started = std::panic::catch_unwind(|| {
+                let launch = Launch { quiet: true, skip_messages: true, ..Launch::default() };
+                let launch = checks::launch::with_upstream(subject, &launch);
+                let ports = ["0"; N_PORTS].join(",");
+                let mut server = Server::spawn_with(subject.binary, &["--ports", &ports], &launch);
+                server.wait_for_ports(N_PORTS);
+                server
+            });
             let mut server = match started {
                 Ok(server) => server,
                 Err(panic) => {
@@ -205,6 +212,7 @@ macro_rules! stage_tests {
             odd_data "odd-data",
             blocking_send "blocking-send",
             idle_cpu "idle-cpu",
+            proxy "proxy",
             memory_bound "memory-bound",
             port_in_use "port-in-use",
             no_port_at_all "no-port-at-all",

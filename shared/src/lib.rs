@@ -32,6 +32,9 @@
 //!   and a digest of what comes back.
 //! * [`serial`]: which tests of one binary run alone (those that time
 //!   something) and which side by side.
+//! * [`upstream`]: the servers a reverse proxy forwards to, run by the
+//!   test itself: an echo and a small HTTP/1.0 server, whose connections
+//!   are counted.
 
 pub mod build;
 pub mod capture;
@@ -51,4 +54,5 @@ pub mod serial;
 pub mod server;
 pub mod stages;
 pub mod units;
+pub mod upstream;
 pub mod wait;

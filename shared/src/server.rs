@@ -15,8 +15,12 @@ use std::time::{Duration, Instant};
 /// How long a server may take to print its "listening" lines.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the line a server prints for each client message starts with.
-const MESSAGE_LINE: &[u8] = b"client: ";
+/// How long a server that listens may take to say so in its log.
+const ANNOUNCE_WAIT: Duration = Duration::from_millis(500);
+
+/// What the line a server prints for each message starts with: a
+/// client's, or (from stage 11) an upstream's.
+const MESSAGE_LINES: &[&[u8]] = &[b"client: ", b"upstream: "];
 
 /// How to start a server: [`Server::spawn_with`].
 #[derive(Debug, Clone, Default)]
@@ -29,6 +33,9 @@ pub struct Launch {
     /// Do not keep the `client: ...` line printed for each message: a test
     /// that streams gigabytes through the server would pile them up.
     pub skip_messages: bool,
+    /// `--upstream HOST:PORT` for it, for a stage that forwards its first
+    /// port (from stage 11).
+    pub upstream: Option<String>,
 }
 
 /// What a server left behind when it exited.
@@ -90,6 +97,9 @@ impl Server {
     pub fn spawn_with(binary: &Path, args: &[&str], launch: &Launch) -> Server {
         let mut command = Command::new(binary);
         command.args(args).env("NO_COLOR", "1");
+        if let Some(upstream) = &launch.upstream {
+            command.args(["--upstream", upstream]);
+        }
         if launch.quiet {
             command.env_remove("XPS_DEBUG");
         } else {
@@ -133,7 +143,7 @@ impl Server {
         let mut process = Process::spawn(&mut command);
         let output_paused = Arc::new(AtomicBool::new(false));
         let how = Drain {
-            skip_lines: launch.skip_messages.then_some(MESSAGE_LINE),
+            skip_lines: if launch.skip_messages { MESSAGE_LINES } else { &[] },
             paused: Some(Arc::clone(&output_paused)),
             ..Drain::default()
         };
@@ -173,8 +183,23 @@ impl Server {
                 self.stdout()
             ));
         }
-        self.ports = ports;
+        self.ports = self.in_announced_order(ports);
         Ok(self.ports.clone())
+    }
+
+    /// `ports`, as /proc lists them (in its hash order), put in the order
+    /// the log announces them, which is the order of `--ports`: from stage
+    /// 11 the first one is the proxy. The announcement may follow the
+    /// `listen()` by a moment; a server that never makes it (not one of
+    /// this workspace's) keeps the order of /proc.
+    fn in_announced_order(&self, mut ports: Vec<u16>) -> Vec<u16> {
+        let mut announced = Vec::new();
+        wait_until(ANNOUNCE_WAIT, || {
+            announced = self.announced_ports();
+            ports.iter().all(|port| announced.contains(port))
+        });
+        ports.sort_by_key(|port| announced.iter().position(|a| a == port).unwrap_or(usize::MAX));
+        ports
     }
 
     /// Everything printed on stderr so far.

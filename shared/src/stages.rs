@@ -88,6 +88,11 @@ pub struct Stage {
     /// True if SIGINT and SIGTERM shut the server down cleanly (from stage
     /// 7); stage 6 has no handler, so the signal simply ends it.
     pub graceful_shutdown: bool,
+    /// True if the first port forwards its clients to an upstream server
+    /// (`--upstream HOST:PORT`) instead of answering them itself: a reverse
+    /// proxy, from stage 11. The checks give it an upstream that writes
+    /// back, so every port still answers as [`Stage::protocol`] says.
+    pub forwards_first_port: bool,
     /// The files under `src/` that this stage's lesson adds or changes,
     /// compared with the stage before; every other file is a copy. (Empty
     /// for the first stage here, which has no stage before it.)
@@ -105,6 +110,7 @@ pub const STAGES: &[Stage] = &[
         spins_when_idle: false,
         unbounded_memory: false,
         graceful_shutdown: false,
+        forwards_first_port: false,
         lesson: &[],
     },
     Stage {
@@ -116,6 +122,7 @@ pub const STAGES: &[Stage] = &[
         spins_when_idle: false,
         unbounded_memory: false,
         graceful_shutdown: true,
+        forwards_first_port: false,
         lesson: &[
             "main.rs",
             "xps.rs",
@@ -137,6 +144,7 @@ pub const STAGES: &[Stage] = &[
         spins_when_idle: true,
         unbounded_memory: true,
         graceful_shutdown: true,
+        forwards_first_port: false,
         lesson: &[
             "main.rs",
             "xps.rs",
@@ -158,6 +166,7 @@ pub const STAGES: &[Stage] = &[
         spins_when_idle: false,
         unbounded_memory: true,
         graceful_shutdown: true,
+        forwards_first_port: false,
         lesson: &[
             "main.rs",
             "core/xps_loop.rs",
@@ -174,6 +183,7 @@ pub const STAGES: &[Stage] = &[
         spins_when_idle: false,
         unbounded_memory: false,
         graceful_shutdown: true,
+        forwards_first_port: false,
         lesson: &[
             "main.rs",
             "xps.rs",
@@ -184,6 +194,29 @@ pub const STAGES: &[Stage] = &[
             "network/xps_listener.rs",
             "network/xps_connection.rs",
             "utils/xps_buffer.rs",
+            "utils/xps_utils.rs",
+        ],
+    },
+    Stage {
+        number: 11,
+        crate_name: "stage11",
+        title: "upstream module",
+        protocol: Protocol::WriteBack,
+        send_model: SendModel::Buffers,
+        spins_when_idle: false,
+        unbounded_memory: false,
+        graceful_shutdown: true,
+        forwards_first_port: true,
+        lesson: &[
+            "main.rs",
+            "cli.rs",
+            "xps.rs",
+            "core/xps_core.rs",
+            "core/xps_loop.rs",
+            "network/mod.rs",
+            "network/xps_connection.rs",
+            "network/xps_listener.rs",
+            "network/xps_upstream.rs",
             "utils/xps_utils.rs",
         ],
     },

@@ -17,8 +17,13 @@ pub const LOG_WAIT: Duration = Duration::from_secs(5);
 
 /// Starts `subject`'s binary on `ports` ports chosen by the OS, as
 /// `launch` says, and waits until it listens on all of them.
+///
+/// A stage that forwards its first port (stage 11 on) gets an upstream
+/// that writes back ([`crate::upstream::echo_for_checks`]): every port then
+/// answers as the stage's protocol says, the first one through the proxy.
 pub fn start(subject: &Subject<'_>, ports: usize, launch: &Launch) -> Result<Server, Box<Failure>> {
     let list = vec!["0"; ports].join(",");
+    let launch = &with_upstream(subject, launch);
     let mut server = Server::spawn_with(subject.binary, &["--ports", &list], launch);
     server.try_wait_for_ports(ports).map_err(|why| {
         Failure::new(
@@ -28,6 +33,16 @@ pub fn start(subject: &Subject<'_>, ports: usize, launch: &Launch) -> Result<Ser
         )
     })?;
     Ok(server)
+}
+
+/// `launch`, with an upstream that writes back if `subject`'s stage
+/// forwards its first port and `launch` names none.
+pub fn with_upstream(subject: &Subject<'_>, launch: &Launch) -> Launch {
+    let mut launch = launch.clone();
+    if subject.stage.forwards_first_port && launch.upstream.is_none() {
+        launch.upstream = Some(crate::upstream::echo_for_checks().addr());
+    }
+    launch
 }
 
 /// Runs `subject`'s binary with `args`, which should end it at once

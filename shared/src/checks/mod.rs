@@ -29,6 +29,7 @@ pub mod launch;
 pub mod log;
 pub mod memory;
 pub mod process;
+pub mod proxy;
 pub mod shutdown;
 pub mod target;
 pub mod wire;
@@ -64,6 +65,11 @@ pub enum Group {
     /// Reads this workspace's own log lines, so it runs only against the
     /// workspace's own binaries.
     Log,
+    /// The course tester's proxy checks (stage 11 on). They need an
+    /// upstream behind the first port, up and then down: the stage tests
+    /// start the binary in front of one of their own, and `xps-check`
+    /// runs them its own way (see its `--upstream`).
+    Proxy,
 }
 
 /// How a check runs.
@@ -178,6 +184,12 @@ pub const CHECKS: &[Check] = &[
         about: "official check (stage 9): with one idle client the server sleeps",
         group: Group::Tester,
         run: Run::Wire(cpu::idle_cpu),
+    },
+    Check {
+        name: "proxy",
+        about: "official checks (stage 11): /0 /1 /2 proxied unchanged; upstream down: no byte",
+        group: Group::Proxy,
+        run: Run::Binary(proxy::proxy),
     },
     Check {
         name: "memory-bound",

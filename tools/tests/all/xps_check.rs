@@ -6,8 +6,9 @@ use shared::build::workspace_binary;
 use shared::checks::{CHECKS, Run};
 use shared::client::ClosedPort;
 use shared::pty::Terminal;
-use shared::server::Server;
+use shared::server::{Launch, Server};
 use shared::stages::Protocol;
+use shared::upstream::Upstream;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
@@ -109,6 +110,42 @@ fn stage_10_fails_a_server_whose_memory_grows() {
     let output = text(&out);
     assert!(out.status.success(), "{output}");
     assert!(output.contains("this stage queues everything"), "{output}");
+}
+
+/// Stage 11's proxy checks: stage 11 passes them in front of an upstream
+/// the test runs ("yours", so xps-check leaves upstream-down for later,
+/// then runs it once the upstream is stopped); stage 10, which writes
+/// back on its first port, fails both.
+#[test]
+fn stage_11_passes_the_proxy_checks_and_stage_10_fails_them() {
+    let upstream = Upstream::http(Vec::new());
+    let launch = Launch { upstream: Some(upstream.addr()), ..Launch::default() };
+    let binary = workspace_binary("stage11", "stage11");
+    let mut server = Server::spawn_with(&binary, &["--ports", "0,0"], &launch);
+    server.wait_for_ports(2);
+    let addr = upstream.addr();
+    let both = ["--stage", "11", "--only", "proxy-responses,upstream-down", "--upstream", &addr];
+    let out = xps_check(&server.ports, &both);
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    assert_passed(&output, "proxy-responses");
+    assert!(output.contains("SKIP upstream-down"), "{output}");
+
+    drop(upstream);
+    let only_down = ["--stage", "11", "--only", "upstream-down", "--upstream", &addr];
+    let out = xps_check(&server.ports, &only_down);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_passed(&text(&out), "upstream-down");
+
+    let stage10 = Server::start(&workspace_binary("stage10", "stage10"), 2);
+    // Not 3000: a learner's upstream may well be running there.
+    let closed_port = ClosedPort::new().unwrap();
+    let closed = format!("127.0.0.1:{}", closed_port.port);
+    let only_down = ["--stage", "11", "--only", "upstream-down", "--upstream", &closed];
+    let out = xps_check(&stage10.ports, &only_down);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "upstream-down", "without sending anything");
 }
 
 /// Every check runs against every stage's own binary in that stage's

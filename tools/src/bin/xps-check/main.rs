@@ -5,6 +5,7 @@
 //! xps-check --stage 7                       all the stage-7 checks on 8001-8004
 //! xps-check --stage 6 --ports 9001,9002     another set of ports
 //! xps-check --stage 7 --only large-message  one check (or a few: a,b,c)
+//! xps-check --stage 11                      8001 proxies to 127.0.0.1:3000
 //! ```
 //!
 //! It never starts a server, so it works on any implementation, in C or in
@@ -15,6 +16,7 @@
 //! at the first check that shows it: the others would only fail the same
 //! way, one timeout after another.
 
+mod proxy;
 mod report;
 
 use report::{Tally, report, summary};
@@ -34,6 +36,7 @@ fn usage() -> String {
         "\
 Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME,...]
                  [--pid PID] [--timeout SECS] [--deadline SECS] [--json]
+                 [--upstream HOST:PORT]
        xps-check --list
        xps-check --stages
 
@@ -59,6 +62,11 @@ Options:
   --timeout SECS   how long to wait for one reply (default 2, at most 60)
   --deadline SECS  how long one check may take in all (default 20, at most
                    600); a check that runs out of time fails
+  --upstream H:P   stage 11 on: where the first port forwards (default
+                   127.0.0.1:3000). If nothing listens there, xps-check
+                   starts an HTTP server there for proxy-responses and
+                   stops it for upstream-down; if yours runs (python3 -m
+                   http.server 3000), upstream-down waits until it is stopped
   --json           one JSON object per check (\"result\": \"pass\", \"note\" or
                    \"fail\"), then a summary object
   -h, --help       print this help
@@ -88,6 +96,7 @@ struct Options {
     deadline: Duration,
     json: bool,
     pid: Option<u32>,
+    upstream: String,
 }
 
 fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Options>, String> {
@@ -102,6 +111,7 @@ fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option
         deadline: CHECK_DEADLINE,
         json: false,
         pid: None,
+        upstream: "127.0.0.1:3000".to_string(),
     };
     let mut args = Args::new(args);
     while let Some(flag) = args.next() {
@@ -115,6 +125,7 @@ fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option
             "--ports" => options.ports = args.ports(&flag)?,
             "--only" => options.only = Some(args.value(&flag)?),
             "--pid" => options.pid = Some(args.number(&flag, 1..=u32::MAX)?),
+            "--upstream" => options.upstream = args.value(&flag)?,
             "--timeout" => options.timeout = args.seconds(&flag, 60.0)?,
             "--deadline" => options.deadline = args.seconds(&flag, 600.0)?,
             _ => return Err(unknown(&flag)),
@@ -152,6 +163,9 @@ fn list() {
     for (check, _) in wire_checks() {
         println!("{:<15} {}", check.name, check.about);
     }
+    for check in [proxy::RESPONSES, proxy::DOWN] {
+        println!("{:<15} {}", check.name, check.about);
+    }
 }
 
 /// The checks that talk to a running server over TCP, with their code.
@@ -182,17 +196,30 @@ fn main() -> ExitCode {
     };
     let only: Vec<&str> =
         options.only.as_deref().map_or(Vec::new(), |only| only.split(',').collect());
-    if let Some(unknown) =
-        only.iter().find(|name| wire_checks().all(|(check, _)| check.name != **name))
-    {
-        let names: Vec<_> = wire_checks().map(|(check, _)| check.name).collect();
+    let proxy_names = [proxy::RESPONSES.name, proxy::DOWN.name];
+    if let Some(unknown) = only.iter().find(|name| {
+        wire_checks().all(|(check, _)| check.name != **name) && !proxy_names.contains(*name)
+    }) {
+        let mut names: Vec<_> = wire_checks().map(|(check, _)| check.name).collect();
+        names.extend(proxy_names);
         eprintln!("xps-check: no check named '{unknown}'; there are: {}", names.join(", "));
         return ExitCode::from(2);
     }
     let selected: Vec<(&Check, WireCheck)> =
         wire_checks().filter(|(check, _)| only.is_empty() || only.contains(&check.name)).collect();
-    let addrs = match resolve(&options.host, &options.ports) {
+    let all_addrs = match resolve(&options.host, &options.ports) {
         Ok(addrs) => addrs,
+        Err(message) => {
+            eprintln!("xps-check: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    // From stage 11 the first port is a proxy: the write-back checks use
+    // the others, and the proxy has checks of its own.
+    let forwards = stage.forwards_first_port && all_addrs.len() > 1;
+    let addrs = if forwards { all_addrs[1..].to_vec() } else { all_addrs.clone() };
+    let upstream = match forwards.then(|| proxy::upstream_addr(&options.upstream)).transpose() {
+        Ok(upstream) => upstream,
         Err(message) => {
             eprintln!("xps-check: {message}");
             return ExitCode::from(2);
@@ -223,6 +250,12 @@ fn main() -> ExitCode {
             options.host,
             ports.join(", ")
         );
+        if forwards {
+            println!(
+                "port {} forwards to the upstream at {}: the write-back checks use the others",
+                options.ports[0], options.upstream
+            );
+        }
     }
     let mut tally = Tally::default();
     let mut stopped = None;
@@ -279,6 +312,10 @@ fn main() -> ExitCode {
             break;
         }
     }
+    if let (Some(upstream), None) = (upstream, &stopped) {
+        let wanted = |name: &str| only.is_empty() || only.contains(&name);
+        proxy::run(&all_addrs[0], upstream, wanted, &options, &mut tally);
+    }
     summary(&tally, stopped.as_deref(), options.json);
     if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
@@ -329,6 +366,7 @@ mod tests {
             ("--pid", Some("4242")),
             ("--timeout", Some("5")),
             ("--deadline", Some("30")),
+            ("--upstream", Some("127.0.0.1:3000")),
             ("--json", None),
             ("--list", None),
             ("--stages", None),

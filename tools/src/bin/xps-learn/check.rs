@@ -55,6 +55,7 @@ impl Milestone {
                 Group::Cli => "the command line".to_string(),
                 Group::Shutdown => "shutdown (SIGINT, SIGTERM)".to_string(),
                 Group::Log => "the log".to_string(),
+                Group::Proxy => "the course tester's proxy checks".to_string(),
             },
             Milestone::StageTests { name } => format!("the stage's tests/{name}.rs"),
         }
@@ -93,6 +94,9 @@ pub fn milestones(
     let (first, last): (Vec<String>, Vec<String>) =
         stage_test_files(layout, stage).into_iter().partition(|name| name.starts_with("milestone"));
     list.push(Milestone::Checks(Group::Tester));
+    if stage.forwards_first_port {
+        list.push(Milestone::Checks(Group::Proxy));
+    }
     list.extend(first.into_iter().map(|name| Milestone::StageTests { name }));
     for group in [Group::Wire, Group::Cli, Group::Process, Group::Log, Group::Shutdown] {
         if checks::CHECKS.iter().any(|check| check.group == group) {
