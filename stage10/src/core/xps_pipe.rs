@@ -701,7 +701,10 @@ pub(crate) mod tests {
         assert_eq!(XpsPipe::create(&mut core, 1000, source, other_sink), Err(XpsError::Permission));
         assert_eq!(XpsPipe::create(&mut core, 1000, other_source, sink), Err(XpsError::Permission));
         // attach: the pipe has that end already, or the end has a pipe.
-        assert_eq!(XpsPipe::attach_source(&mut core, pipe, other_source), Err(XpsError::Permission));
+        assert_eq!(
+            XpsPipe::attach_source(&mut core, pipe, other_source),
+            Err(XpsError::Permission)
+        );
         assert_eq!(XpsPipe::attach_sink(&mut core, pipe, other_sink), Err(XpsError::Permission));
         let (empty, free_source, free_sink) = test_pipe(&mut core, 1000);
         XpsPipe::detach_source(&mut core, empty).unwrap();
