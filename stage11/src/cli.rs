@@ -16,10 +16,12 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// The course's four ports.
 pub const DEFAULT_PORTS: [u16; 4] = [8001, 8002, 8003, 8004];
 
+// ANCHOR: default_upstream
 /// Where the first port's clients are forwarded when no flag says
 /// otherwise: the course's upstream, hard-coded in C until its
 /// configuration stage.
 pub const DEFAULT_UPSTREAM: (&str, u16) = ("127.0.0.1", 3000);
+// ANCHOR_END: default_upstream
 
 /// What `--help` prints, and what follows any error about the flags.
 pub const USAGE: &str = concat!(
@@ -122,6 +124,7 @@ fn parse_host(host: &str) -> Result<String, String> {
     Ok(host.to_string())
 }
 
+// ANCHOR: parse_upstream
 /// `127.0.0.1:3000` into an upstream. The port comes after the last `:`.
 fn parse_upstream(addr: &str) -> Result<Upstream, String> {
     let Some((host, port)) = addr.rsplit_once(':') else {
@@ -134,6 +137,7 @@ fn parse_upstream(addr: &str) -> Result<Upstream, String> {
     }
     Ok(Upstream { host, port: port as u16 })
 }
+// ANCHOR_END: parse_upstream
 
 /// `8001,8002` into a list of ports. Port 0 may appear more than once (each
 /// gets its own free port); any other port only once.

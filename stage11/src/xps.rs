@@ -42,11 +42,13 @@ pub const MAX_SEND_BUFFERS: usize = 64;
 /// `XpsBufferList::destroy` in xps_buffer.rs.)
 pub const MALLOC_TRIM_THRESH: usize = 1 << 20;
 
+// ANCHOR: client_grace
 /// The longest the server waits for a client's first bytes before closing
 /// it when its upstream has failed (not in the course; see
 /// `close_or_linger` in xps_connection.rs). An HTTP client sends its
 /// request as soon as it has connected, so it comes well within this.
 pub const CLIENT_GRACE: Duration = Duration::from_secs(1);
+// ANCHOR_END: client_grace
 // ANCHOR_END: beyond_constants
 
 // ANCHOR: xps_error

@@ -113,8 +113,26 @@ fn an_upstream_that_refuses_closes_the_client_with_no_byte_and_no_reset() {
     assert!(server.wait_for_count(&named, 1, IO_TIMEOUT), "{}", server.stdout());
     assert_eq!(server.count("[ERROR]"), 1, "one error line per refusal:\n{}", server.stdout());
 
-    // A client that says nothing is closed all the same, after the grace
-    // time its request had to come in.
+    // The server goes on: the other port writes back, the proxy port
+    // refuses the next client the same way.
+    assert_eq!(Client::connect(echo).round_trip(b"still here\n"), b"still here\n");
+    let mut again = Client::connect(proxy);
+    again.send(&request("/again"));
+    assert_eq!(read_to_end(&mut again, IO_TIMEOUT).1, ReplyEnd::Closed);
+    exchange_freed(&server, 2);
+    assert!(server.process.is_running());
+}
+
+/// A client whose upstream refuses before it has sent a byte is not closed
+/// at once (an HTTP client closed before it wrote its request may wait for
+/// ever): it is closed when its request comes, or after the 1 s grace.
+#[test]
+fn a_client_whose_upstream_refuses_is_closed_after_its_request_or_the_grace() {
+    let _shared = side_by_side();
+    let closed = ClosedPort::new().unwrap();
+    let server = proxy_to(&format!("127.0.0.1:{}", closed.port));
+    let proxy = server.ports[0];
+
     let mut silent = Client::connect(proxy);
     let started = Instant::now();
     let (bytes, end) = read_to_end(&mut silent, IO_TIMEOUT);
@@ -125,14 +143,15 @@ fn an_upstream_that_refuses_closes_the_client_with_no_byte_and_no_reset() {
         "a silent client was closed after {waited:?}, not after the 1 s grace"
     );
 
-    // The server goes on: the other port writes back, the proxy port
-    // refuses the next client the same way.
-    assert_eq!(Client::connect(echo).round_trip(b"still here\n"), b"still here\n");
-    let mut again = Client::connect(proxy);
-    again.send(&request("/again"));
-    assert_eq!(read_to_end(&mut again, IO_TIMEOUT).1, ReplyEnd::Closed);
-    exchange_freed(&server, 3);
-    assert!(server.process.is_running());
+    // One that speaks late, once the refusal is known: closed when it does.
+    let mut late = Client::connect(proxy);
+    assert!(server.wait_for_count("once it has sent its request", 2, IO_TIMEOUT));
+    let started = Instant::now();
+    late.send(&request("/late"));
+    let (bytes, end) = read_to_end(&mut late, IO_TIMEOUT);
+    assert_eq!((bytes.as_slice(), &end), (&b""[..], &ReplyEnd::Closed));
+    assert!(started.elapsed() < Duration::from_millis(500), "closed after {:?}", started.elapsed());
+    exchange_freed(&server, 2);
 }
 
 #[test]

@@ -963,4 +963,52 @@ pub(crate) mod tests {
         assert_eq!(client.read(&mut byte).unwrap(), 0, "the client's stream did not end");
         core.destroy();
     }
+
+    /// A client connection of `core` with no pipe yet, and its client.
+    fn accepted(core: &mut XpsCore) -> (ConnectionId, TcpStream) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _peer) = listener.accept().unwrap();
+        make_socket_non_blocking(socket.as_raw_fd()).unwrap();
+        let id =
+            XpsConnection::create(core, socket, Origin::Accepted(Id::for_test(0)), "").unwrap();
+        (id, client)
+    }
+
+    /// Two connections joined as the proxy joins a client and its
+    /// upstream. When A's peer half-closes, A's pipe drains into B and
+    /// B's sink is done: B is half-closed (its peer reads the end), and
+    /// stays open, since what B's peer sends still goes to A.
+    #[test]
+    fn a_sink_done_while_its_source_still_delivers_half_closes() {
+        let _serial = serial();
+        let mut core = running_core();
+        let (a, mut peer_a) = accepted(&mut core);
+        let (b, mut peer_b) = accepted(&mut core);
+        let ends =
+            |core: &mut XpsCore, id| (connection(core, id).source, connection(core, id).sink);
+        let ((a_source, a_sink), (b_source, b_sink)) = (ends(&mut core, a), ends(&mut core, b));
+        XpsPipe::create(&mut core, DEFAULT_PIPE_BUFF_THRESH, a_source, b_sink).unwrap();
+        XpsPipe::create(&mut core, DEFAULT_PIPE_BUFF_THRESH, b_source, a_sink).unwrap();
+
+        peer_a.write_all(b"request").unwrap();
+        peer_a.shutdown(Shutdown::Write).unwrap();
+        let mut got = run_and_read(&mut core, &mut peer_b, 7);
+        assert_eq!(got, b"request");
+        // The end of A's input reaches B's peer as an end too...
+        let ended = run_until(&mut core, |_| {
+            peer_b.set_nonblocking(true).unwrap();
+            let mut byte = [0; 1];
+            let ended = matches!((&peer_b).read(&mut byte), Ok(0));
+            peer_b.set_nonblocking(false).unwrap();
+            ended
+        });
+        assert!(ended, "B's peer was never told that nothing more comes");
+        assert!(core.connections.get(b).is_some(), "B was closed, not half-closed");
+        // ...and what B's peer sends still reaches A's.
+        peer_b.write_all(b"response").unwrap();
+        got = run_and_read(&mut core, &mut peer_a, 8);
+        assert_eq!(got, b"response");
+        core.destroy();
+    }
 }

@@ -451,6 +451,44 @@ mod tests {
     use crate::core::xps_loop::tests::serial;
     use std::net::{Ipv4Addr, TcpStream};
 
+    /// The proxy's wiring: a client of the first port gets an upstream
+    /// connection of its own and two pipes, client source to upstream sink
+    /// and upstream source to client sink.
+    #[test]
+    fn forward_joins_a_client_and_its_upstream_both_ways() {
+        let _serial = serial();
+        let mut core = XpsCore::create().unwrap();
+        let upstream = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let to =
+            Upstream { host: "127.0.0.1".to_string(), port: upstream.local_addr().unwrap().port() };
+        let listener = XpsListener::create(&mut core, "127.0.0.1", 0, Some(to)).unwrap();
+        let port = core.listeners.get(listener).unwrap().socket.local_addr().unwrap().port();
+        let _client = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while core.connections.len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "no client and upstream pair");
+            listener_connection_handler(&mut core, listener);
+        }
+        let ids = core.connections.ids();
+        let kind = |id| core.connections.get(id).unwrap().origin.clone();
+        let (client, server) =
+            if kind(ids[0]) == Origin::Dialled { (ids[1], ids[0]) } else { (ids[0], ids[1]) };
+        let (c, u) = (core.connections.get(client).unwrap(), core.connections.get(server).unwrap());
+        let pipes: Vec<_> = core
+            .pipes
+            .ids()
+            .into_iter()
+            .map(|id| {
+                let pipe = core.pipes.get(id).unwrap();
+                (pipe.source, pipe.sink)
+            })
+            .collect();
+        assert_eq!(pipes.len(), 2, "two pipes per proxied client");
+        assert!(pipes.contains(&(Some(c.source), Some(u.sink))), "no pipe from client to upstream");
+        assert!(pipes.contains(&(Some(u.source), Some(c.sink))), "no pipe from upstream to client");
+        core.destroy();
+    }
+
     /// Only "no fd left" turns a client away; any other failure of
     /// accept() is about that one client or the listener, not the limit.
     #[test]

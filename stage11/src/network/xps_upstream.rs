@@ -10,6 +10,8 @@ use crate::network::xps_connection::{ConnectionId, Origin, XpsConnection};
 use crate::utils::xps_logger::LogLevel;
 use crate::utils::xps_utils::{check_os, to_sockaddr_in, xps_getaddrinfo};
 use std::io;
+#[cfg(test)]
+use std::net::SocketAddr;
 use std::net::{SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -83,3 +85,27 @@ fn start_connect(addr: SocketAddrV4) -> Result<TcpStream, (&'static str, io::Err
     Ok(TcpStream::from(fd))
 }
 // ANCHOR_END: start_connect
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::time::Duration;
+
+    /// A non-blocking connect() to a live port is started, not failed
+    /// (EINPROGRESS), and the socket it gives is non-blocking.
+    #[test]
+    fn a_connect_in_progress_is_started_not_failed() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let SocketAddr::V4(addr) = listener.local_addr().unwrap() else { unreachable!() };
+        let socket = start_connect(addr).expect("EINPROGRESS is no failure");
+        // SAFETY: F_GETFL takes no pointers; the fd is open for the call.
+        let flags = unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_GETFL) };
+        assert!(flags >= 0 && flags & libc::O_NONBLOCK != 0, "the socket blocks");
+        listener.set_nonblocking(false).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        accepted.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        // The handshake finished: the peer is the socket we made.
+        assert_eq!(accepted.peer_addr().unwrap(), socket.local_addr().unwrap());
+    }
+}
