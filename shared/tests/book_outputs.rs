@@ -23,11 +23,12 @@
 
 use shared::build::workspace_binary;
 use shared::child::Process;
-use shared::client::Client;
+use shared::client::{Client, ClosedPort, ReplyEnd};
 use shared::pty::Terminal;
 use shared::sender::{Flood, longest_stall};
 use shared::server::{Launch, Server};
 use shared::units::format_bytes;
+use shared::upstream::Upstream;
 use shared::wait::wait_until;
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -455,6 +456,7 @@ const VARYING: &[&str] = &[
     "stage10/before-sender.txt",
     "stage10/after-top.txt",
     "stage10/after-sender.txt",
+    "stage11/never-reads-top.txt",
 ];
 
 // ---------------------------------------------------------------------
@@ -985,6 +987,267 @@ fn stage10_after_files() -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------
+// Stage 11: the proxy, and every way an exchange ends
+// ---------------------------------------------------------------------
+
+/// The port the recordings show for the upstream, whichever the OS gave
+/// the test's: the course's 3000.
+const UPSTREAM_SHOWN: &str = "3000";
+
+/// The file the milestone's upstream serves, and what it holds.
+const HELLO_PATH: &str = "/hello.txt";
+const HELLO_BODY: &[u8] = b"hello from the upstream\n";
+
+/// Starts stage 11 on four OS-chosen ports, the first forwarding to
+/// `upstream` (`HOST:PORT`), with DEBUG lines, and waits until it is idle.
+/// Its ports are listed in the order the log announced them.
+fn start_proxy(upstream: &str) -> Server {
+    let launch = Launch { upstream: Some(upstream.to_string()), ..Launch::default() };
+    let mut server = Server::spawn_with(&stage_binary("stage11"), &["--ports", "0,0,0,0"], &launch);
+    server.wait_for_ports(4);
+    let announced = server.wait_for_count("Server listening on port", 4, LOG_WAIT);
+    assert!(announced, "the ports were not announced:\n{}", server.stdout());
+    server.ports = server.announced_ports();
+    settle(&server, 0);
+    server
+}
+
+/// [`normalise_log`], and the upstream's port shown as the course's 3000.
+fn normalise_proxy_log(log: &str, ports: &[u16], upstream_port: u16) -> String {
+    let upstream_port = upstream_port.to_string();
+    normalise_log(log, ports)
+        .lines()
+        .map(|line| {
+            let line = map_numbers(line, |_, number| {
+                (number == upstream_port).then(|| UPSTREAM_SHOWN.to_string())
+            });
+            format!("{line}\n")
+        })
+        .collect()
+}
+
+/// Waits until `n` proxied exchanges are over in `server`'s log: each
+/// client, each upstream and both pipes of each destroyed.
+fn wait_exchanges_freed(server: &Server, n: usize) {
+    let freed = wait_until(LOG_WAIT, || {
+        server.count("destroyed connection from") >= n
+            && server.count("destroyed upstream connection") >= n
+            && server.count("xps_pipe_destroy()") >= 2 * n
+    });
+    assert!(freed, "an exchange was not freed whole:\n{}", server.stdout());
+}
+
+/// Everything `client` receives until the server ends the connection,
+/// which must be a close (FIN), not a reset or a silence.
+fn read_until_closed(client: &mut Client) -> Vec<u8> {
+    let reply = client.read_reply(4 << 20, LOG_WAIT);
+    assert_eq!(reply.end, ReplyEnd::Closed, "after {} bytes", reply.bytes.len());
+    reply.bytes
+}
+
+/// The milestone: a request on the proxy port, answered by the upstream,
+/// then Ctrl+C. The upstream is the workspace's test server
+/// (`shared::upstream`) standing in for `python3 -m http.server 3000`: it
+/// sends no `Date`, so the recording is the same on every run. The client
+/// does what `printf ... | nc` does: sends the request, reads until the
+/// server closes, then closes. (server log without DEBUG, nc session)
+fn stage11_milestone() -> Vec<String> {
+    let upstream = Upstream::http(vec![(HELLO_PATH.to_string(), HELLO_BODY.to_vec())]);
+    let request = format!("GET {HELLO_PATH} HTTP/1.0\r\n\r\n");
+    let expected = shared::upstream::http_get(upstream.port(), HELLO_PATH).expect("fetch directly");
+    assert!(expected.ends_with(HELLO_BODY));
+    let server = start_proxy(&upstream.addr());
+    let mut client = Client::connect(server.ports[0]);
+    client.send(request.as_bytes());
+    let response = read_until_closed(&mut client);
+    assert!(response == expected, "the proxy changed the response:\n{}", server.stdout());
+    drop(client);
+    wait_exchanges_freed(&server, 1);
+    wait_asleep(&server);
+    let ports = server.ports.clone();
+    let exited = server.stop(libc::SIGINT, EXIT_WAIT);
+    assert_eq!(exited.status.code(), Some(0), "{}", exited.stdout);
+    let log = normalise_proxy_log(&exited.stdout, &ports, upstream.port());
+    // A terminal shows each \r\n as a line break.
+    let shown = String::from_utf8_lossy(&response).replace("\r\n", "\n");
+    let nc =
+        format!("$ printf 'GET {HELLO_PATH} HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8001\n{shown}");
+    vec![recording("cargo run -p stage11", &without_debug(&log)), nc]
+}
+
+/// The DEBUG log of the proxy port from the listener's event on, when
+/// nothing listens at the upstream's address and the client either sends
+/// a request (`request`) or says nothing. The client connects (and sends)
+/// while the server is stopped (SIGSTOP), so the accept and the refusal
+/// come in the same rounds on every run. It is closed with a FIN and no
+/// byte: at once if it sent its request, after about a second if not.
+fn stage11_refused(request: Option<&[u8]>) -> String {
+    let closed = ClosedPort::new().expect("a port nothing listens on");
+    let server = start_proxy(&format!("127.0.0.1:{}", closed.port));
+    server.process.signal(libc::SIGSTOP);
+    let mut client = Client::connect(server.ports[0]);
+    if let Some(request) = request {
+        client.send(request);
+    }
+    let before = idle_count(&server);
+    server.process.signal(libc::SIGCONT);
+    let started = std::time::Instant::now();
+    let bytes = read_until_closed(&mut client);
+    let waited = started.elapsed();
+    assert!(bytes.is_empty(), "the client got {} bytes", bytes.len());
+    if request.is_some() {
+        assert!(waited < Duration::from_millis(500), "closed after {waited:?}");
+    } else {
+        assert!(waited >= Duration::from_millis(800), "closed after {waited:?}, before the grace");
+    }
+    wait_exchanges_freed(&server, 1);
+    settle(&server, before);
+    let ports = server.ports.clone();
+    let log = server.stop(libc::SIGKILL, EXIT_WAIT).stdout;
+    let log = normalise_proxy_log(&log, &ports, closed.port);
+    let from = log.lines().position(|line| line.contains("EVENT / read on fd")).unwrap_or(0);
+    log.lines().skip(from).map(|line| format!("{line}\n")).collect()
+}
+
+/// A refused upstream, and a client that has sent its request.
+fn stage11_refused_debug() -> String {
+    let shown = stage11_refused(Some(b"GET / HTTP/1.0\r\n\r\n"));
+    let command = "XPS_DEBUG=1 cargo run -p stage11   # nothing on port 3000; then: \
+                   printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8001";
+    recording(command, &shown)
+}
+
+/// A refused upstream, and a client that says nothing.
+fn stage11_linger_debug() -> String {
+    let shown = stage11_refused(None);
+    recording(
+        "XPS_DEBUG=1 cargo run -p stage11   # nothing on port 3000; then: nc 127.0.0.1 8001",
+        &shown,
+    )
+}
+
+/// What `grep -E` keeps of the log in the recordings of the endings.
+const ENDINGS_GREP: &str = "finished sending|half-closing|connection_close|failed";
+
+/// The lines of `log` that `grep -E ENDINGS_GREP` prints.
+fn endings_lines(log: &str) -> String {
+    log.lines()
+        .filter(|line| ENDINGS_GREP.split('|').any(|word| line.contains(word)))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// What the client of one exchange of [`stage11_endings`] does after it
+/// has sent its request.
+#[derive(Clone, Copy, PartialEq)]
+enum Then {
+    /// Reads until the server closes, then closes.
+    Reads,
+    /// Half-closes, reads until the server closes, then closes.
+    HalfClosesAndReads,
+    /// Closes at once, without reading.
+    Leaves,
+}
+
+/// Four exchanges through one proxy, each recorded as the lines of the
+/// DEBUG log that say how its two connections ended: the upstream answers
+/// and closes; the client half-closes after its request (`/after-eof`
+/// answers only once the end of the request has reached it); the upstream
+/// resets mid-response (`/die/N`, after N bytes); the client closes as
+/// soon as it has sent its request for 5 MiB.
+fn stage11_endings() -> Vec<String> {
+    let upstream = Upstream::http(vec![(HELLO_PATH.to_string(), HELLO_BODY.to_vec())]);
+    let server = start_proxy(&upstream.addr());
+    let ports = server.ports.clone();
+    let leave = "python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', 8001)); \
+                 s.sendall(b'GET /bytes/5242880 HTTP/1.0\\r\\n\\r\\n'); s.close()\"";
+    // (what the client sends, what it does then, the shell line)
+    let exchanges: [(&[u8], Then, &str); 4] = [
+        (
+            b"GET /hello.txt HTTP/1.0\r\n\r\n",
+            Then::Reads,
+            "printf 'GET /hello.txt HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8001",
+        ),
+        (
+            b"POST /after-eof HTTP/1.0\r\n\r\nhello",
+            Then::HalfClosesAndReads,
+            "printf 'POST /after-eof HTTP/1.0\\r\\n\\r\\nhello' | nc -N 127.0.0.1 8001",
+        ),
+        (
+            b"GET /die/300000 HTTP/1.0\r\n\r\n",
+            Then::Reads,
+            "printf 'GET /die/300000 HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8001",
+        ),
+        (b"GET /bytes/5242880 HTTP/1.0\r\n\r\n", Then::Leaves, leave),
+    ];
+    let mut files = Vec::new();
+    for (n, (request, then, shell)) in exchanges.into_iter().enumerate() {
+        let before = server.stdout().lines().count();
+        let mut client = Client::connect(server.ports[0]);
+        client.send(request);
+        if then == Then::HalfClosesAndReads {
+            client.shutdown_write();
+        }
+        if then != Then::Leaves {
+            let response = read_until_closed(&mut client);
+            match n {
+                0 => assert!(response.ends_with(HELLO_BODY)),
+                1 => assert!(response.ends_with(b"\r\n\r\ngot 5 bytes after the head\n")),
+                _ => assert!(response.ends_with(&shared::upstream::pattern(0, 300_000))),
+            }
+        }
+        drop(client);
+        wait_exchanges_freed(&server, n + 1);
+        settle(&server, idle_count(&server).saturating_sub(1));
+        let log = normalise_proxy_log(&server.stdout(), &ports, upstream.port());
+        let tail: String = log.lines().skip(before).map(|line| format!("{line}\n")).collect();
+        let command = format!(
+            "XPS_DEBUG=1 cargo run -p stage11 | grep -E '{ENDINGS_GREP}'   # then: {shell}"
+        );
+        files.push(recording(&command, &endings_lines(&tail)));
+    }
+    assert!(upstream.wait_open(0, LOG_WAIT), "an upstream connection was left open");
+    drop(server);
+    files
+}
+
+/// A client of the proxy port asks for 1 GiB and never reads: xps-top for
+/// four seconds, the client from the first line to the third. The pipe
+/// toward it fills, the upstream is no longer read, and TCP stops the
+/// upstream: the server's memory stays within 4 MiB of where it started.
+fn stage11_never_reads_top() -> String {
+    let upstream = Upstream::http(Vec::new());
+    let launch = Launch {
+        quiet: true,
+        skip_messages: true,
+        upstream: Some(upstream.addr()),
+        ..Launch::default()
+    };
+    let mut server = Server::spawn_with(&stage_binary("stage11"), &["--ports", "0,0,0,0"], &launch);
+    server.wait_for_ports(4);
+    let announced = server.wait_for_count("Server listening on port", 4, LOG_WAIT);
+    assert!(announced, "the ports were not announced:\n{}", server.stdout());
+    server.ports = server.announced_ports();
+    let mut sleeper = None;
+    let top = xps_top(&server, 4, |line| match line {
+        1 => {
+            let mut client = Client::connect(server.ports[0]);
+            client.send(b"GET /bytes/1073741824 HTTP/1.0\r\n\r\n");
+            sleeper = Some(client);
+        }
+        3 => sleeper = None,
+        _ => {}
+    });
+    drop(sleeper);
+    let memory: Vec<f64> = top_figures(&top).iter().map(|f| mib(&f.1)).collect();
+    assert!(memory.len() == 4, "{top}");
+    let grown = memory.iter().map(|m| m - memory[0]).fold(0.0, f64::max);
+    assert!(grown < 4.0, "stage 11's memory grew by {grown:.1} MiB:\n{top}");
+    assert!(upstream.wait_open(0, LOG_WAIT), "the upstream stayed open after its client left");
+    recording(TOP_FOR_4_S, &top)
+}
+
+// ---------------------------------------------------------------------
 // Compare or bless
 // ---------------------------------------------------------------------
 
@@ -1044,6 +1307,16 @@ const GROUPS: &[Group] = &[
         &["stage10/after-top.txt", "stage10/after-sender.txt", "stage10/after-nc.txt"],
         stage10_after_files,
     ),
+    (&["stage11/milestone-server.txt", "stage11/milestone-nc.txt"], stage11_milestone),
+    (
+        &[
+            "stage11/ends-answer.txt",
+            "stage11/ends-halfclose.txt",
+            "stage11/ends-die.txt",
+            "stage11/ends-leave.txt",
+        ],
+        stage11_endings,
+    ),
 ];
 
 /// Makes the files of the group whose first file is `first`, and compares
@@ -1077,6 +1350,19 @@ fn stage08_experiment2_top_txt() {
 #[test]
 fn stage10_after_txt() {
     check_group("stage10/after-top.txt");
+}
+
+/// Stage 11's milestone: a request through the proxy, its log and its
+/// `nc` session.
+#[test]
+fn stage11_milestone_txt() {
+    check_group("stage11/milestone-server.txt");
+}
+
+/// Stage 11's endings: how each connection of four exchanges ends.
+#[test]
+fn stage11_endings_txt() {
+    check_group("stage11/ends-answer.txt");
 }
 
 /// Lists every recorded file once: its test, its path under `book/src`,
@@ -1145,6 +1431,9 @@ recordings! {
     stage10_writeback_nc_txt: "stage10/writeback-nc.txt" => stage10_writeback_nc,
     stage10_halfclose_debug_txt: "stage10/halfclose-debug.txt" => stage10_halfclose_debug,
     stage10_halfclose_nc_txt: "stage10/halfclose-nc.txt" => stage10_halfclose_nc,
+    stage11_refused_debug_txt: "stage11/refused-debug.txt" => stage11_refused_debug,
+    stage11_linger_debug_txt: "stage11/linger-debug.txt" => stage11_linger_debug,
+    stage11_never_reads_top_txt: "stage11/never-reads-top.txt" => stage11_never_reads_top,
 }
 
 #[test]

@@ -308,11 +308,12 @@ fn forward(core: &mut XpsCore, ptr: ListenerId, client: ConnectionId, upstream: 
     if let Some(listener) = core.listeners.get_mut(ptr) {
         listener.accepting_again();
     }
-    let (Some(c), Some(u)) = (core.connections.get(client), core.connections.get(server)) else {
+    let ends = |id| core.connections.get(id).map(|c: &XpsConnection| (c.source, c.sink));
+    let (Some((client_source, client_sink)), Some((upstream_source, upstream_sink))) =
+        (ends(client), ends(server))
+    else {
         return;
     };
-    let (client_source, client_sink) = (c.source, c.sink);
-    let (upstream_source, upstream_sink) = (u.source, u.sink);
     let piped = XpsPipe::create(core, DEFAULT_PIPE_BUFF_THRESH, client_source, upstream_sink)
         .and_then(|_| {
             XpsPipe::create(core, DEFAULT_PIPE_BUFF_THRESH, upstream_source, client_sink)
