@@ -262,6 +262,10 @@ fn a_client_that_never_reads_a_gib_throttles_the_upstream() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let rss = sampler.finish().unwrap();
+    eprintln!(
+        "never-reading client of 1 GiB: RSS grew {} KiB; slowest bystander reply {slowest:?}",
+        rss.growth() / 1024
+    );
     assert!(rss.growth() <= 4 * MIB, "the server grew by {} KiB", rss.growth() / 1024);
     assert!(slowest < Duration::from_millis(100), "a bystander waited {slowest:?}");
 
@@ -326,6 +330,7 @@ fn a_thousand_aborted_exchanges_leave_nothing_behind() {
     assert!(upstream.wait_open(0, IO_TIMEOUT), "upstream connections left open");
     assert!(fds_back(), "{fds} fds before, {:?} after", procfs::open_fds(pid));
     let grown = procfs::rss_bytes(pid).unwrap().saturating_sub(rss);
+    eprintln!("after them: {fds} fds as before; RSS {} KiB above the baseline", grown / 1024);
     assert!(grown <= MIB, "the server kept {} KiB", grown / 1024);
     let mut client = Client::connect(server.ports[1]);
     client.stream().set_nodelay(true).unwrap();
