@@ -700,6 +700,10 @@ pub(crate) mod tests {
         // create(): either end taken is enough to refuse.
         assert_eq!(XpsPipe::create(&mut core, 1000, source, other_sink), Err(XpsError::Permission));
         assert_eq!(XpsPipe::create(&mut core, 1000, other_source, sink), Err(XpsError::Permission));
+        // A refusal creates nothing and leaves the free end free.
+        assert_eq!(core.pipes.len(), 1, "a refused create left a pipe");
+        assert_eq!(core.sources.get(other_source).unwrap().pipe, None);
+        assert_eq!(core.sinks.get(other_sink).unwrap().pipe, None);
         // attach: the pipe has that end already, or the end has a pipe.
         assert_eq!(
             XpsPipe::attach_source(&mut core, pipe, other_source),
