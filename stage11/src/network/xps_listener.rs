@@ -459,7 +459,7 @@ mod tests {
     fn forward_joins_a_client_and_its_upstream_both_ways() {
         let _serial = serial();
         let mut core = XpsCore::create().unwrap();
-        let upstream = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let upstream = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let to =
             Upstream { host: "127.0.0.1".to_string(), port: upstream.local_addr().unwrap().port() };
         let listener = XpsListener::create(&mut core, "127.0.0.1", 0, Some(to)).unwrap();

@@ -4,7 +4,7 @@
 
 use shared::build::workspace_binary;
 use shared::client::ClosedPort;
-use shared::server::Server;
+use shared::server::{Launch, Server};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const XPS_BENCH: &str = env!("CARGO_BIN_EXE_xps-bench");
+const XPS_UPSTREAM: &str = env!("CARGO_BIN_EXE_xps-upstream");
 
 /// Runs xps-bench with `args` and returns its output and how long it took.
 fn bench(args: &[&str]) -> (Output, Duration) {
@@ -156,4 +157,53 @@ fn bad_flags_print_usage_and_exit_2() {
     let (out, _) = bench(&["--help"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--msg-size"));
+}
+
+#[test]
+fn bulk_goes_through_stage11_and_its_memory_is_sampled() {
+    // As tools/bench-proxy.sh runs them: the epoll echo as a process of
+    // its own, stage 11 in front of it.
+    let mut upstream = Server::spawn(std::path::Path::new(XPS_UPSTREAM), &["--epoll"]);
+    let echo_port = upstream.wait_for_ports(1)[0];
+    let launch = Launch {
+        quiet: true,
+        skip_messages: true,
+        upstream: Some(format!("127.0.0.1:{echo_port}")),
+        ..Launch::default()
+    };
+    let mut proxy =
+        Server::spawn_with(&workspace_binary("stage11", "stage11"), &["--ports", "0"], &launch);
+    let port = proxy.wait_for_ports(1)[0].to_string();
+    let pid = proxy.process.pid().to_string();
+
+    let (out, _) = bench(&["--bulk", "20M", "--port", &port, "--pid", &pid, "--timeout", "10"]);
+    let bulk = result(&out);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(bulk["errors"], "0", "{out:?}");
+    assert_eq!(number(&bulk, "received"), (20 << 20) as f64, "{out:?}");
+    assert!(number(&bulk, "mib_per_s") > 0.0, "{out:?}");
+    assert!(number(&bulk, "rss_before_kib") > 0.0, "{out:?}");
+    // Two pipes of 1 MB bound what stage 11 holds, however long the
+    // transfer.
+    assert!(number(&bulk, "rss_growth_kib") < 16384.0, "{out:?}");
+
+    // The ping-pong through the proxy: stage 11's replies are the lines.
+    let (out, _) = bench(&["--stage", "11", "--port", &port, "--conns", "4", "--seconds", "0.5"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(result(&out)["errors"], "0", "{out:?}");
+
+    let exited = upstream.stop(libc::SIGTERM, Duration::from_secs(5));
+    assert!(exited.status.success(), "xps-upstream on SIGTERM: {exited:?}");
+    drop(proxy);
+}
+
+#[test]
+fn bulk_counts_a_server_that_does_not_write_back_as_an_error() {
+    let (port, _acceptor) = wrong_server(1, reverse_newline_too);
+    let port = port.to_string();
+    let (out, _) = bench(&["--bulk", "1M", "--port", &port, "--timeout", "5"]);
+    let result = result(&out);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(result["errors"], "1", "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("came back wrong"), "{out:?}");
 }

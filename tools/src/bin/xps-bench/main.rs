@@ -17,8 +17,14 @@
 //! All the sockets are non-blocking and served by one epoll loop in one
 //! thread, so that the generator costs far less than the server it loads:
 //! the `cpu` figure it prints says how much of a core it used.
+//!
+//! With `--bulk SIZE` it does something else: one connection sends SIZE
+//! bytes and reads them back at the same time, every byte checked, and
+//! prints the rate in MiB/s; with `--pid PID` also how far that process's
+//! resident memory grew meanwhile (see `bulk.rs`).
 
 mod bench;
+mod bulk;
 mod conn;
 mod histogram;
 mod report;
@@ -41,6 +47,7 @@ fn usage() -> String {
         "\
 Usage: xps-bench [--stage N] [--host HOST] [--port PORT] [--conns K] [--idle I]
                  [--seconds S] [--msg-size M] [--timeout T]
+       xps-bench --bulk SIZE [--pid PID] [--host HOST] [--port PORT] [--timeout T]
 
 Loads the server of stage N with K clients that each send an M-byte line,
 wait for the reply and send the next, after opening I clients that never
@@ -49,6 +56,13 @@ itself from stage 10. Prints msgs/s, latency and errors, then one line of
 key=value pairs:
   result: msgs_per_s=... p50_us=... p99_us=... max_us=... errors=... ...
 Exits with status 0 only if there were no errors and at least one message.
+
+With --bulk, one connection sends SIZE bytes and reads them back at the
+same time, from a server that writes back (stage 10 on, or a proxy in
+front of an echo: stage 11, nginx, haproxy); every byte is checked. It
+prints the rate and, with --pid, how far that process's memory (VmRSS)
+rose meanwhile, then
+  result: bulk_bytes=... seconds=... mib_per_s=... errors=... rss_growth_kib=...
 
 Options:
   --stage N        the stage whose replies to expect: {stages} (default 7)
@@ -66,7 +80,12 @@ Options:
                    (default 64); a reverse server that gets a long message
                    in pieces reverses each piece, so keep it small
   --timeout T      seconds a reply may take before it counts as an error
-                   (default 3, at most 60)
+                   (default 3, at most 60); with --bulk, the longest
+                   nothing may move either way
+  --bulk SIZE      the bulk transfer instead of the ping-pong: SIZE bytes
+                   (such as 1G) sent and read back at once
+  --pid PID        with --bulk: the process whose memory to sample every
+                   20 ms during the transfer (the server or proxy)
   -h, --help       print this help"
     )
 }
@@ -81,6 +100,10 @@ struct Options {
     seconds: Duration,
     msg_size: usize,
     timeout: Duration,
+    /// `--bulk`: the bytes of the bulk transfer, instead of the ping-pong.
+    bulk: Option<u64>,
+    /// `--pid`: the process whose memory the bulk transfer samples.
+    pid: Option<u32>,
 }
 
 impl Default for Options {
@@ -94,6 +117,8 @@ impl Default for Options {
             seconds: Duration::from_secs(5),
             msg_size: 64,
             timeout: Duration::from_secs(3),
+            bulk: None,
+            pid: None,
         }
     }
 }
@@ -112,8 +137,19 @@ fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option
             "--msg-size" => options.msg_size = args.number(&flag, 1..=65536)?,
             "--seconds" => options.seconds = args.seconds(&flag, 3600.0)?,
             "--timeout" => options.timeout = args.seconds(&flag, 60.0)?,
+            "--bulk" => {
+                let size = args.size(&flag)?;
+                if size == 0 {
+                    return Err(format!("{flag}: the size must be above 0"));
+                }
+                options.bulk = Some(size);
+            }
+            "--pid" => options.pid = Some(args.number(&flag, 1..=u32::MAX)?),
             _ => return Err(unknown(&flag)),
         }
+    }
+    if options.pid.is_some() && options.bulk.is_none() {
+        return Err("--pid: only the bulk transfer (--bulk SIZE) samples a process".to_string());
     }
     Ok(Some(options))
 }
@@ -124,6 +160,18 @@ fn main() -> ExitCode {
         Ok(options) => options,
         Err(status) => return status,
     };
+    if let Some(size) = options.bulk {
+        return match run_bulk(&options, size) {
+            Ok(report) => {
+                report.print(&options);
+                if report.error.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            }
+            Err(message) => {
+                eprintln!("xps-bench: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&options) {
         Ok(report) => {
             report.print(&options);
@@ -159,6 +207,12 @@ fn run(options: &Options) -> Result<Report, String> {
     let mut bench = Bench::new(options, addr).map_err(|err| format!("epoll_create1(): {err}"))?;
     bench.run().map_err(|err| format!("epoll_wait(): {err}"))?;
     Ok(bench.report())
+}
+
+/// Resolves the address and runs the bulk transfer.
+fn run_bulk(options: &Options, size: u64) -> Result<bulk::BulkReport, String> {
+    let addr = pick_address(&resolve(&options.host, &[options.port])?.concat());
+    bulk::run(options, addr, size)
 }
 
 /// The address to load, from `addrs` (IPv4 first): the only one, or else
@@ -242,6 +296,15 @@ mod tests {
         assert!(parse_args(["--port", "0"]).is_err());
         assert!(parse_args(["--stage", "5"]).is_err());
         assert!(parse_args(["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn bulk_takes_a_size_and_a_pid() {
+        let options = parse_args(["--bulk", "1G", "--pid", "42"]).unwrap().unwrap();
+        assert_eq!((options.bulk, options.pid), (Some(1 << 30), Some(42)));
+        assert!(parse_args(["--bulk", "0"]).is_err());
+        assert!(parse_args(["--bulk", "lots"]).is_err());
+        assert!(parse_args(["--pid", "42"]).is_err(), "a pid with nothing to sample it for");
     }
 
     #[test]
