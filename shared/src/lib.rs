@@ -26,6 +26,8 @@
 //! * [`pty`]: a program on a pseudo-terminal, prompting as for a person.
 //! * [`procfs`]: a process's open fds, memory, CPU time and listening ports,
 //!   from `/proc`, and which process listens on a port.
+//! * [`sock_diag`]: the machine's listening TCP sockets, asked of the
+//!   kernel over netlink (cheaper than `/proc/net/tcp` after a flood).
 //! * [`load`]: clients that keep a server busy in the background.
 //! * [`memory`]: a server's memory under clients that send without
 //!   reading: the flood, the memory sampled from `/proc` while it runs,
@@ -52,6 +54,7 @@ pub mod pty;
 pub mod sender;
 pub mod serial;
 pub mod server;
+pub mod sock_diag;
 pub mod stages;
 pub mod units;
 pub mod upstream;

@@ -2,6 +2,7 @@
 //! memory, its CPU time, and which TCP ports it listens on. Used by tests
 //! and by `soak` to see leaks, and by `soak` to find the server it checks.
 
+use crate::sock_diag;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
@@ -125,8 +126,15 @@ fn socket_inodes(pid: u32) -> io::Result<BTreeSet<u64>> {
 }
 
 /// Every listening TCP socket of this network namespace, IPv4 and IPv6:
-/// its local port and its inode.
+/// its local port and its inode. Asked over netlink (see [`sock_diag`]:
+/// `/proc/net/tcp` lists TIME_WAIT sockets too, tens of thousands after a
+/// flood); `/proc/net/tcp` only where netlink is refused.
 fn listening_sockets() -> io::Result<Vec<(u16, u64)>> {
+    sock_diag::listening_sockets().or_else(|_| listening_sockets_from_proc())
+}
+
+/// [`listening_sockets`], read from `/proc/net/tcp` and `tcp6`.
+fn listening_sockets_from_proc() -> io::Result<Vec<(u16, u64)>> {
     let mut sockets = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = match fs::read_to_string(table) {
@@ -187,6 +195,18 @@ mod tests {
     }
 
     #[test]
+    fn netlink_and_proc_agree_on_a_listener() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ours = |sockets: Vec<(u16, u64)>| -> Vec<(u16, u64)> {
+            sockets.into_iter().filter(|&(p, _)| p == port).collect()
+        };
+        let from_netlink = ours(sock_diag::listening_sockets().unwrap());
+        assert_eq!(from_netlink.len(), 1);
+        assert_eq!(from_netlink, ours(listening_sockets_from_proc().unwrap()));
+    }
+
+    #[test]
     fn finds_the_process_listening_on_a_port() {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -197,7 +217,12 @@ mod tests {
         let client_port = client.local_addr().unwrap().port();
         assert_eq!(pid_listening_on(client_port).unwrap(), None);
         drop(listener);
-        assert_eq!(pid_listening_on(port).unwrap(), None);
+        // A process spawned by another test may hold a copy of the fd for
+        // a moment (between its fork and its exec).
+        let gone = crate::wait::wait_until(Duration::from_secs(2), || {
+            pid_listening_on(port).unwrap().is_none()
+        });
+        assert!(gone, "port {port} still has a listener after it was closed");
     }
 
     #[test]

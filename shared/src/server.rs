@@ -18,6 +18,9 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server that listens may take to say so in its log.
 const ANNOUNCE_WAIT: Duration = Duration::from_millis(500);
 
+/// How long, once the server has exited, its output may take to reach us.
+const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(1);
+
 /// What the line a server prints for each message starts with: a
 /// client's, or (from stage 11) an upstream's.
 const MESSAGE_LINES: &[&[u8]] = &[b"client: ", b"upstream: "];
@@ -167,10 +170,21 @@ impl Server {
         let pid = self.process.pid();
         let mut ports = Vec::new();
         let found = wait_until(START_TIMEOUT, || {
-            ports = procfs::listening_ports(pid).unwrap_or_default();
+            // /proc/net/tcp lists every socket on the machine, TIME_WAIT
+            // ones too: after a flood it is thousands of lines, and reading
+            // it every few milliseconds was most of the CPU the tests
+            // spent. Read it only once the process holds n sockets.
+            if procfs::open_sockets(pid).is_ok_and(|sockets| sockets >= n) {
+                ports = procfs::listening_ports(pid).unwrap_or_default();
+            }
             ports.len() >= n || !self.process.is_running()
         });
         if let Some(status) = self.process.status() {
+            // The process has exited, but the threads that read its output
+            // may not have read the last of it yet: give them a moment to
+            // reach the end of both streams.
+            let _ = self.stderr.wait_for(OUTPUT_AFTER_EXIT, |_| false);
+            let _ = self.stdout.wait_for(OUTPUT_AFTER_EXIT, |_| false);
             return Err(format!(
                 "the server exited at start-up with {status}\nstderr:\n{}\nstdout:\n{}",
                 self.stderr(),

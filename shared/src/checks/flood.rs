@@ -16,13 +16,13 @@ const AFTER_FLOOD_GRACE: Duration = Duration::from_secs(1);
 /// where the stage's row says it blocks, and fails where it says it buffers.
 pub fn blocking_send(target: &Target, stage: &Stage) -> Outcome {
     // Flood until our sends stall (a blocking server is stuck in send()) or
-    // for two seconds (a non-blocking server keeps reading: by then it has
-    // queued tens of MiB of replies), then see whether another client on
+    // for half a second (a non-blocking server keeps reading: by then it
+    // has queued tens of MiB of replies), then see whether another client on
     // the same port, as in the course's tester, is served while the
     // flooder still hangs on, and, if not, once it has left.
     let flooder = target.connect(0)?;
     let Flooded { sent, end } =
-        flooder.flood(Duration::from_secs(1), 256 << 20, target.wait(Duration::from_secs(2)));
+        flooder.flood(Duration::from_millis(500), 256 << 20, target.wait(Duration::from_secs(2)));
     if let FloodEnd::Gone(err) = &end {
         // The server dropped the flooder, at once or once the buffers were
         // full, so the experiment could not run. That is a FAIL, not an

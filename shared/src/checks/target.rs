@@ -9,6 +9,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// The hint for bytes that come back beyond the reply.
+pub const EXTRA_BYTES_HINT: &str = "the server sends more than the reverse of each message: \
+    does it send its whole buffer instead of the n bytes recv() returned, or add a byte (a \\0, \
+    a \\n) to each reply?";
+
 /// How long to listen for bytes after a check's last expected reply: a
 /// server that sends more than the reply is caught here.
 pub const EXTRA_WAIT: Duration = Duration::from_millis(50);
@@ -245,10 +250,7 @@ impl Target {
                         client.port()
                     ),
                     got: Some(extra),
-                    hint: "the server sends more than the reverse of each message: does it \
-                           send its whole buffer instead of the n bytes recv() returned, or add \
-                           a byte (a \\0, a \\n) to each reply?"
-                        .to_string(),
+                    hint: EXTRA_BYTES_HINT.to_string(),
                     ..Failure::default()
                 }));
             }

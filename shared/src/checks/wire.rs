@@ -2,7 +2,7 @@
 //! tester's and this workspace's own. `xps-check` runs these against any
 //! server; the stage tests run them against each stage's binary.
 
-use crate::checks::target::{Failure, Outcome, Target, secs, show, silence};
+use crate::checks::target::{EXTRA_BYTES_HINT, Failure, Outcome, Target, secs, show, silence};
 use crate::client::{Client, ReplyEnd};
 use crate::oracle::Rng;
 use crate::stages::{Protocol, Stage};
@@ -213,6 +213,13 @@ pub fn reset_client(target: &Target, _stage: &Stage) -> Outcome {
     target.nothing_more([&mut bystander, &mut newcomer])
 }
 
+/// True if `reply`, which first differs from `message` at `at`, is
+/// `message` with one byte inserted there (the rest shifted along).
+fn inserted_byte(reply: &[u8], message: &[u8], at: usize) -> bool {
+    let after = &reply[(at + 1).min(reply.len())..];
+    !after.is_empty() && message[at..].starts_with(after)
+}
+
 /// A message of 100,000 bytes, near the size of the server's buffer,
 /// comes back exactly.
 pub fn large_message(target: &Target, _stage: &Stage) -> Outcome {
@@ -246,7 +253,13 @@ pub fn large_message(target: &Target, _stage: &Stage) -> Outcome {
                 around(&reply.bytes),
                 around(&message)
             ),
-            hint: if newline_early {
+            // A reply per recv() with a byte added: where the server's
+            // recv() split the message, a stray byte sits in the middle. (A
+            // stray \n reads the same as a piece reversed with its \n, the
+            // likelier mistake, so it gets that hint.)
+            hint: if reply.bytes[at] != b'\n' && inserted_byte(&reply.bytes, &message, at) {
+                EXTRA_BYTES_HINT.to_string()
+            } else if newline_early {
                 "a \\n came back before the end: the reverse includes the trailing \\n (TCP \
                  may split the message into pieces; the \\n of the last piece stays last)"
                     .to_string()
@@ -354,4 +367,20 @@ fn histogram(bytes: &[u8]) -> [usize; 256] {
         counts[usize::from(byte)] += 1;
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inserted_byte;
+
+    #[test]
+    fn an_inserted_byte_is_told_from_a_changed_one() {
+        let message = b"xxxxxx\n";
+        // A \0 added where the server's recv() split the message.
+        assert!(inserted_byte(b"xxx\0xxx\n", message, 3));
+        // A byte changed in place, or a reply cut short: not an insertion.
+        assert!(!inserted_byte(b"xxx\0xx\n", message, 3));
+        assert!(!inserted_byte(b"xxxyyyy", message, 3));
+        assert!(!inserted_byte(b"xxx\0", message, 3));
+    }
 }
