@@ -87,10 +87,9 @@ pub fn run(name: &str, subject: &Subject<'_>) -> Outcome {
                     ));
                 }
             };
-            let addrs: Vec<Vec<SocketAddr>> = server
-                .ports
-                .iter()
-                .map(|&port| vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))])
+            let addrs: Vec<Vec<SocketAddr>> = checks::launch::answering(&server)
+                .into_iter()
+                .map(|port| vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))])
                 .collect();
             let (outcome, _) = checks::run_wire(
                 run,

@@ -93,6 +93,12 @@ pub struct Stage {
     /// proxy, from stage 11. The checks give it an upstream that writes
     /// back, so every port still answers as [`Stage::protocol`] says.
     pub forwards_first_port: bool,
+    /// True if the second and third ports serve files (from stage 12): the
+    /// second sends a sample file to each client, the third refuses a file
+    /// outside the `public` folder and closes without a byte. Neither
+    /// answers what a client sends, so the write-back checks leave them
+    /// out.
+    pub serves_files: bool,
     /// The files under `src/` that this stage's lesson adds or changes,
     /// compared with the stage before; every other file is a copy. (Empty
     /// for the first stage here, which has no stage before it.)
@@ -111,6 +117,7 @@ pub const STAGES: &[Stage] = &[
         unbounded_memory: false,
         graceful_shutdown: false,
         forwards_first_port: false,
+        serves_files: false,
         lesson: &[],
     },
     Stage {
@@ -123,6 +130,7 @@ pub const STAGES: &[Stage] = &[
         unbounded_memory: false,
         graceful_shutdown: true,
         forwards_first_port: false,
+        serves_files: false,
         lesson: &[
             "main.rs",
             "xps.rs",
@@ -145,6 +153,7 @@ pub const STAGES: &[Stage] = &[
         unbounded_memory: true,
         graceful_shutdown: true,
         forwards_first_port: false,
+        serves_files: false,
         lesson: &[
             "main.rs",
             "xps.rs",
@@ -167,6 +176,7 @@ pub const STAGES: &[Stage] = &[
         unbounded_memory: true,
         graceful_shutdown: true,
         forwards_first_port: false,
+        serves_files: false,
         lesson: &[
             "main.rs",
             "core/xps_loop.rs",
@@ -184,6 +194,7 @@ pub const STAGES: &[Stage] = &[
         unbounded_memory: false,
         graceful_shutdown: true,
         forwards_first_port: false,
+        serves_files: false,
         lesson: &[
             "main.rs",
             "xps.rs",
@@ -207,6 +218,7 @@ pub const STAGES: &[Stage] = &[
         unbounded_memory: false,
         graceful_shutdown: true,
         forwards_first_port: true,
+        serves_files: false,
         lesson: &[
             "main.rs",
             "cli.rs",
@@ -217,6 +229,30 @@ pub const STAGES: &[Stage] = &[
             "network/xps_connection.rs",
             "network/xps_listener.rs",
             "network/xps_upstream.rs",
+            "utils/xps_utils.rs",
+        ],
+    },
+    Stage {
+        number: 12,
+        crate_name: "stage12",
+        title: "file module",
+        protocol: Protocol::WriteBack,
+        send_model: SendModel::Buffers,
+        spins_when_idle: false,
+        unbounded_memory: false,
+        graceful_shutdown: true,
+        forwards_first_port: true,
+        serves_files: true,
+        lesson: &[
+            "main.rs",
+            "cli.rs",
+            "xps.rs",
+            "core/xps_core.rs",
+            "core/xps_pipe.rs",
+            "disk/mod.rs",
+            "disk/xps_file.rs",
+            "disk/xps_mime.rs",
+            "network/xps_listener.rs",
             "utils/xps_utils.rs",
         ],
     },

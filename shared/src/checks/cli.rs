@@ -2,7 +2,7 @@
 //! `--help`, `--version`) and what it does with ports it cannot open.
 //! These checks start the binary themselves.
 
-use crate::checks::launch::{run_to_exit, taken_port};
+use crate::checks::launch::{answering, run_to_exit, taken_port};
 use crate::checks::{Failure, Outcome, Subject, ensure};
 use crate::client::{Client, IO_TIMEOUT};
 use crate::server::Server;
@@ -11,15 +11,16 @@ use crate::server::Server;
 /// [`run_to_exit`] here.
 const MUST_EXIT: &str = "bad flags, or no port that can be opened, must end the server at once";
 
-/// One of three ports is taken by another socket: the server logs an
-/// ERROR naming it and serves on the other two.
+/// One of four ports is taken by another socket: the server logs an
+/// ERROR naming it and serves on the other three (those that answer what
+/// a client sends: from stage 12 two of them serve files).
 pub fn port_in_use(subject: &Subject<'_>) -> Outcome {
     let (_taken, busy) = taken_port()?;
-    let mut server = Server::spawn(subject.binary, &["--ports", &format!("{busy},0,0")]);
-    let ports = server.try_wait_for_ports(2).map_err(|why| {
+    let mut server = Server::spawn(subject.binary, &["--ports", &format!("{busy},0,0,0")]);
+    server.try_wait_for_ports(3).map_err(|why| {
         Failure::new(why, "a port that cannot be opened is skipped: the others still serve")
     })?;
-    for port in ports.into_iter().filter(|&port| port != busy) {
+    for port in answering(&server).into_iter().filter(|&port| port != busy) {
         let mut client = Client::try_connect(port)
             .map_err(|err| Failure::new(format!("port {port}: {err}"), ""))?;
         let reply = client.round_trip(b"served\n");

@@ -66,13 +66,29 @@ pub fn run_to_exit(
 /// The server's ports as a check's [`Target`]: replies as the stage's
 /// protocol says, each within [`REPLY_TIMEOUT`], the whole check within
 /// [`CHECK_DEADLINE`] from now.
+/// Only the ports that answer what a client sends: see [`answering`].
 pub fn target(server: &Server, subject: &Subject<'_>) -> Target {
-    let addrs = server
-        .ports
-        .iter()
-        .map(|&port| vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))])
+    let addrs = answering(server)
+        .into_iter()
+        .map(|port| vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))])
         .collect();
     Target::new(addrs, subject.stage.protocol, REPLY_TIMEOUT, CHECK_DEADLINE)
+}
+
+/// The server's ports that answer what a client sends: all but those
+/// its log says serve a file (from stage 12, "port N serves FILE from
+/// DIR", logged before the port's "Server listening" line, so that it is
+/// there once [`Server::wait_for_ports`] has returned). Which ports those
+/// are is read from the log, not from their place in `--ports`: a port
+/// that could not be opened leaves the others their roles.
+pub fn answering(server: &Server) -> Vec<u16> {
+    let log = server.stdout();
+    server
+        .ports
+        .iter()
+        .copied()
+        .filter(|port| !log.contains(&format!("port {port} serves ")))
+        .collect()
 }
 
 /// A new client on every port is answered, `after` something that might

@@ -3,7 +3,7 @@
 //! sent that could drive the operator's terminal. These checks read this
 //! workspace's log lines, so they run only against its own binaries.
 
-use crate::checks::launch::{N_PORTS, log_lines, start, target};
+use crate::checks::launch::{N_PORTS, answering, log_lines, start, target};
 use crate::checks::wire::all_at_once;
 use crate::checks::{Failure, Outcome, Subject, ensure};
 use crate::client::IO_TIMEOUT;
@@ -26,13 +26,14 @@ pub fn log_clients(subject: &Subject<'_>) -> Outcome {
     let server = start(subject, N_PORTS, &Launch { quiet: true, ..Launch::default() })?;
     let target = target(&server, subject);
     let mut clients = Vec::new();
-    for index in 0..N_PORTS {
+    for index in 0..target.ports() {
         let mut client = target.connect(index)?;
         target.exchange(&mut client, b"hello\n")?;
         clients.push(client);
     }
-    log_lines(&server, "new connection", N_PORTS, "log each accepted client (INFO)")?;
-    for &port in &server.ports {
+    let n = target.ports();
+    log_lines(&server, "new connection", n, "log each accepted client (INFO)")?;
+    for port in answering(&server) {
         let on_port = format!("on port {port}");
         ensure(
             server.stdout().lines().any(|l| l.contains("new connection") && l.contains(&on_port)),
@@ -40,7 +41,7 @@ pub fn log_clients(subject: &Subject<'_>) -> Outcome {
             "say on which port each client came in",
         )?;
     }
-    log_lines(&server, "client: hello", N_PORTS, "print every message a client sends")?;
+    log_lines(&server, "client: hello", n, "print every message a client sends")?;
 
     // The tester's ten clients at once: ten more connections.
     let mut ten = Vec::new();
@@ -48,7 +49,7 @@ pub fn log_clients(subject: &Subject<'_>) -> Outcome {
         ten.push(target.connect(0)?);
     }
     clients.extend(all_at_once(&target, ten, |i| format!("string-{i}\n").into_bytes())?);
-    log_lines(&server, "new connection", N_PORTS + 10, "log each accepted client (INFO)")?;
+    log_lines(&server, "new connection", n + 10, "log each accepted client (INFO)")?;
 
     // One leaves; the log says so, and the others are still served.
     ensure(

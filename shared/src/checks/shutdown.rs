@@ -6,7 +6,7 @@
 //! in the course), the signal ends the process at once. Either way every
 //! client sees its connection closed and the ports are free again.
 
-use crate::checks::launch::{N_PORTS, start, target};
+use crate::checks::launch::{N_PORTS, answering, start, target};
 use crate::checks::{Failure, Outcome, Subject, ensure};
 use crate::client::Client;
 use crate::load::Load;
@@ -215,7 +215,7 @@ pub fn sigint_while_streaming(subject: &Subject<'_>) -> Outcome {
 pub fn sigterm_while_ping_pong(subject: &Subject<'_>) -> Outcome {
     const CLIENTS: usize = 100;
     let server = start(subject, N_PORTS, &launch(subject, true))?;
-    let load = Load::try_ping_pong(&server.ports, CLIENTS)
+    let load = Load::try_ping_pong(&answering(&server), CLIENTS)
         .map_err(|err| Failure::new(format!("a ping-pong client cannot connect: {err}"), ""))?;
     warm_up(&load, CLIENTS)?;
     let ports = server.ports.clone();

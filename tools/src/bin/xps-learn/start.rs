@@ -65,6 +65,19 @@ pub fn write_crate(
         }
         Start::Copy(src) => copy_tree(src, &dest.join("src"), &|_, text| Ok(text.to_string()))?,
     }
+    // The files a stage serves (from stage 12: its `public` folder, and
+    // the file beside it that must never be served), as they are.
+    let stage_dir = layout.stage_dir(stage);
+    if stage_dir.join("public").is_dir() {
+        copy_tree(
+            &stage_dir.join("public"),
+            &dest.join("public"),
+            &|_, text| Ok(text.to_string()),
+        )?;
+    }
+    if let Ok(text) = fs::read_to_string(stage_dir.join("outside.txt")) {
+        write(&dest.join("outside.txt"), &text)?;
+    }
     let manifest = manifest(layout, stage)?;
     write(&dest.join("Cargo.toml"), &manifest)?;
     let lock = fs::read_to_string(layout.root.join("Cargo.lock")).unwrap_or_default();
