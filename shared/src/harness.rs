@@ -212,6 +212,7 @@ macro_rules! stage_tests {
             blocking_send "blocking-send",
             idle_cpu "idle-cpu",
             proxy "proxy",
+            files "files",
             memory_bound "memory-bound",
             port_in_use "port-in-use",
             no_port_at_all "no-port-at-all",

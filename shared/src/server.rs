@@ -39,6 +39,8 @@ pub struct Launch {
     /// `--upstream HOST:PORT` for it, for a stage that forwards its first
     /// port (from stage 11).
     pub upstream: Option<String>,
+    /// `--public DIR` for it, for a stage that serves files (from stage 12).
+    pub public: Option<String>,
 }
 
 /// What a server left behind when it exited.
@@ -102,6 +104,9 @@ impl Server {
         command.args(args).env("NO_COLOR", "1");
         if let Some(upstream) = &launch.upstream {
             command.args(["--upstream", upstream]);
+        }
+        if let Some(public) = &launch.public {
+            command.args(["--public", public]);
         }
         if launch.quiet {
             command.env_remove("XPS_DEBUG");

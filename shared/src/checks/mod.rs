@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod config;
 pub mod cpu;
+pub mod files;
 pub mod flood;
 pub mod launch;
 pub mod log;
@@ -70,6 +71,9 @@ pub enum Group {
     /// start the binary in front of one of their own, and `xps-check`
     /// runs them its own way (see its `--upstream`).
     Proxy,
+    /// The course tester's file checks (stage 12 on): the sample on the
+    /// second port, a file outside `public` refused on the third.
+    Files,
 }
 
 /// How a check runs.
@@ -190,6 +194,12 @@ pub const CHECKS: &[Check] = &[
         about: "official checks (stage 11): /0 /1 /2 proxied unchanged; upstream down: no byte",
         group: Group::Proxy,
         run: Run::Binary(proxy::proxy),
+    },
+    Check {
+        name: "files",
+        about: "official checks (stage 12): the sample file whole; a file outside public: no byte",
+        group: Group::Files,
+        run: Run::Binary(files::files),
     },
     Check {
         name: "memory-bound",

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 /// A server without DEBUG lines and without its message lines kept: some
 /// of these checks make thousands of connections.
-const QUIET: Launch = Launch { quiet: true, max_fds: None, skip_messages: true, upstream: None };
+const QUIET: Launch =
+    Launch { quiet: true, max_fds: None, skip_messages: true, upstream: None, public: None };
 
 /// Process `pid`'s open fd count, as a check's result.
 fn open_fds(pid: u32) -> Result<usize, Box<Failure>> {

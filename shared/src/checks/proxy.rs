@@ -30,10 +30,10 @@ pub const PATHS: [&str; 3] = ["/0", "/1", "/2"];
 
 /// What a client got, and how its connection ended.
 #[derive(Debug)]
-struct Fetched {
-    bytes: Vec<u8>,
+pub(crate) struct Fetched {
+    pub(crate) bytes: Vec<u8>,
     /// `None` for a clean end (FIN), else what ended it: a reset, the time.
-    trouble: Option<String>,
+    pub(crate) trouble: Option<String>,
 }
 
 /// An HTTP/1.1 GET of `path`, as a browser or `fetch()` sends it (the
@@ -44,7 +44,11 @@ fn request(path: &str, host: &SocketAddr) -> Vec<u8> {
 
 /// Connects to `addrs` (the first that answers), sends `message` and reads
 /// until the connection ends or `limit` has passed.
-fn fetch(addrs: &[SocketAddr], message: &[u8], limit: Duration) -> Result<Fetched, String> {
+pub(crate) fn fetch(
+    addrs: &[SocketAddr],
+    message: &[u8],
+    limit: Duration,
+) -> Result<Fetched, String> {
     let (mut stream, addr) = connect_first(addrs, |addr| TcpStream::connect_timeout(&addr, limit))
         .map_err(|unreachable| format!("cannot connect to {unreachable}"))?;
     stream.write_all(message).map_err(|err| format!("sending to {addr}: {err}"))?;

@@ -148,6 +148,37 @@ fn stage_11_passes_the_proxy_checks_and_stage_10_fails_them() {
     assert_failed_with_hint(&output, "upstream-down", "without sending anything");
 }
 
+/// The file checks through the command line: stage 12, serving its own
+/// sample, passes both; stage 11, whose second and third ports write back
+/// (and so send nothing to a client that sends nothing), fails both; and
+/// a sample that differs from what the port sends is named.
+#[test]
+fn stage_12_passes_the_file_checks_and_stage_11_fails_them() {
+    let files = ["--stage", "12", "--only", "file-sample,file-outside", "--timeout", "1"];
+    let stage12 = Server::start(&workspace_binary("stage12", "stage12"), 4);
+    let out = xps_check(&stage12.ports, &files);
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    assert_passed(&output, "file-sample");
+    assert_passed(&output, "file-outside");
+
+    let other = std::env::temp_dir().join(format!("xps-check-sample-{}", std::process::id()));
+    std::fs::write(&other, "not the sample\n").unwrap();
+    let mut wrong = files.to_vec();
+    wrong.extend(["--sample", other.to_str().unwrap()]);
+    let out = xps_check(&stage12.ports, &wrong);
+    let _ = std::fs::remove_file(&other);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("differs from the sample from byte 0"), "{}", text(&out));
+
+    let stage11 = Server::start(&workspace_binary("stage11", "stage11"), 4);
+    let out = xps_check(&stage11.ports, &files);
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_failed_with_hint(&output, "file-sample", "sends sample.txt");
+    assert_failed_with_hint(&output, "file-outside", "outside public");
+}
+
 /// Every check runs against every stage's own binary in that stage's
 /// tests (`stage_tests!`); here only what xps-check adds matters: stage 8's
 /// blocking-send passes against stage 8, through the command line.

@@ -16,6 +16,7 @@
 //! at the first check that shows it: the others would only fail the same
 //! way, one timeout after another.
 
+mod files;
 mod proxy;
 mod report;
 
@@ -36,7 +37,7 @@ fn usage() -> String {
         "\
 Usage: xps-check --stage N [--host HOST] [--ports P1,P2,...] [--only NAME,...]
                  [--pid PID] [--timeout SECS] [--deadline SECS] [--json]
-                 [--upstream HOST:PORT]
+                 [--upstream HOST:PORT] [--sample FILE]
        xps-check --list
        xps-check --stages
 
@@ -67,6 +68,9 @@ Options:
                    starts an HTTP server there for proxy-responses and
                    stops it for upstream-down; if yours runs (python3 -m
                    http.server 3000), upstream-down waits until it is stopped
+  --sample FILE    stage 12 on: the file the second port serves (default:
+                   this workspace's stage12/public/sample.txt); the third
+                   port must refuse its file and send nothing
   --json           one JSON object per check (\"result\": \"pass\", \"note\" or
                    \"fail\"), then a summary object
   -h, --help       print this help
@@ -97,6 +101,7 @@ struct Options {
     json: bool,
     pid: Option<u32>,
     upstream: String,
+    sample: String,
 }
 
 fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Options>, String> {
@@ -112,6 +117,7 @@ fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option
         json: false,
         pid: None,
         upstream: "127.0.0.1:3000".to_string(),
+        sample: files::DEFAULT_SAMPLE.to_string(),
     };
     let mut args = Args::new(args);
     while let Some(flag) = args.next() {
@@ -126,6 +132,7 @@ fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option
             "--only" => options.only = Some(args.value(&flag)?),
             "--pid" => options.pid = Some(args.number(&flag, 1..=u32::MAX)?),
             "--upstream" => options.upstream = args.value(&flag)?,
+            "--sample" => options.sample = args.value(&flag)?,
             "--timeout" => options.timeout = args.seconds(&flag, 60.0)?,
             "--deadline" => options.deadline = args.seconds(&flag, 600.0)?,
             _ => return Err(unknown(&flag)),
@@ -163,7 +170,7 @@ fn list() {
     for (check, _) in wire_checks() {
         println!("{:<15} {}", check.name, check.about);
     }
-    for check in [proxy::RESPONSES, proxy::DOWN] {
+    for check in [proxy::RESPONSES, proxy::DOWN, files::SAMPLE, files::OUTSIDE] {
         println!("{:<15} {}", check.name, check.about);
     }
 }
@@ -196,7 +203,8 @@ fn main() -> ExitCode {
     };
     let only: Vec<&str> =
         options.only.as_deref().map_or(Vec::new(), |only| only.split(',').collect());
-    let proxy_names = [proxy::RESPONSES.name, proxy::DOWN.name];
+    let proxy_names =
+        [proxy::RESPONSES.name, proxy::DOWN.name, files::SAMPLE.name, files::OUTSIDE.name];
     if let Some(unknown) = only.iter().find(|name| {
         wire_checks().all(|(check, _)| check.name != **name) && !proxy_names.contains(*name)
     }) {
@@ -215,9 +223,17 @@ fn main() -> ExitCode {
         }
     };
     // From stage 11 the first port is a proxy: the write-back checks use
-    // the others, and the proxy has checks of its own.
+    // the others, and the proxy has checks of its own. From stage 12 the
+    // second and third serve files, with checks of their own too.
     let forwards = stage.forwards_first_port && all_addrs.len() > 1;
-    let addrs = if forwards { all_addrs[1..].to_vec() } else { all_addrs.clone() };
+    let serves_files = stage.serves_files && all_addrs.len() > 3;
+    let addrs = if serves_files {
+        all_addrs[3..].to_vec()
+    } else if forwards {
+        all_addrs[1..].to_vec()
+    } else {
+        all_addrs.clone()
+    };
     let upstream = match forwards.then(|| proxy::upstream_addr(&options.upstream)).transpose() {
         Ok(upstream) => upstream,
         Err(message) => {
@@ -254,6 +270,12 @@ fn main() -> ExitCode {
             println!(
                 "port {} forwards to the upstream at {}: the write-back checks use the others",
                 options.ports[0], options.upstream
+            );
+        }
+        if serves_files {
+            println!(
+                "ports {} and {} serve files: the write-back checks use port {}",
+                options.ports[1], options.ports[2], options.ports[3]
             );
         }
     }
@@ -312,9 +334,12 @@ fn main() -> ExitCode {
             break;
         }
     }
+    let wanted = |name: &str| only.is_empty() || only.contains(&name);
     if let (Some(upstream), None) = (upstream, &stopped) {
-        let wanted = |name: &str| only.is_empty() || only.contains(&name);
         proxy::run(&all_addrs[0], upstream, wanted, &options, &mut tally);
+    }
+    if serves_files && stopped.is_none() {
+        files::run(&all_addrs[1], &all_addrs[2], wanted, &options, &mut tally);
     }
     summary(&tally, stopped.as_deref(), options.json);
     if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
@@ -367,6 +392,7 @@ mod tests {
             ("--timeout", Some("5")),
             ("--deadline", Some("30")),
             ("--upstream", Some("127.0.0.1:3000")),
+            ("--sample", Some("sample.txt")),
             ("--json", None),
             ("--list", None),
             ("--stages", None),

@@ -56,6 +56,7 @@ impl Milestone {
                 Group::Shutdown => "shutdown (SIGINT, SIGTERM)".to_string(),
                 Group::Log => "the log".to_string(),
                 Group::Proxy => "the course tester's proxy checks".to_string(),
+                Group::Files => "the course tester's file checks".to_string(),
             },
             Milestone::StageTests { name } => format!("the stage's tests/{name}.rs"),
         }
@@ -96,6 +97,9 @@ pub fn milestones(
     list.push(Milestone::Checks(Group::Tester));
     if stage.forwards_first_port {
         list.push(Milestone::Checks(Group::Proxy));
+    }
+    if stage.serves_files {
+        list.push(Milestone::Checks(Group::Files));
     }
     list.extend(first.into_iter().map(|name| Milestone::StageTests { name }));
     for group in [Group::Wire, Group::Cli, Group::Process, Group::Log, Group::Shutdown] {
