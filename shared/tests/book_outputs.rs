@@ -6,8 +6,12 @@
 //! To rewrite the files after changing what a stage prints:
 //!
 //! ```text
-//! XPS_BLESS=1 cargo test -p shared --test book_outputs
+//! XPS_BLESS=1 cargo test -p shared --features book-outputs --test book_outputs
 //! ```
+//!
+//! It runs only with the `book-outputs` feature (see `shared/Cargo.toml`):
+//! CI runs it beside the book's build, and the README's `cargo test` does
+//! not, to stay within its time.
 //!
 //! Each file starts with the command a learner would type (`$ ...`), then
 //! what it printed. What varies from run to run is normalised in both the
@@ -1296,7 +1300,8 @@ fn compare(name: &str, fresh: &str) {
         let line = committed.lines().zip(fresh.lines()).position(|(a, b)| a != b);
         panic!(
             "book/src/{name} is stale (first difference at line {}).\n\
-             Rewrite it with: XPS_BLESS=1 cargo test -p shared --test book_outputs\n\
+             Rewrite it with: XPS_BLESS=1 cargo test -p shared --features book-outputs \
+             --test book_outputs\n\
              --- committed\n{committed}\n--- now\n{fresh}",
             line.map_or_else(|| "end".to_string(), |l| (l + 1).to_string())
         );

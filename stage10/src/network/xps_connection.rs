@@ -577,24 +577,41 @@ pub(crate) mod tests {
         let _serial = serial();
         let mut core = running_core();
         let (id, pipe, client) = connect_client(&mut core);
-        // A writer thread sends 32 MiB, far more than the pipe and both
-        // sockets' buffers hold; the client never reads.
+        // A writer thread sends up to 32 MiB, far more than the pipe and
+        // both sockets' buffers hold, until told to stop; the client never
+        // reads. It notes whether its last write found no room at all.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
         let writer = std::thread::spawn(move || {
             let mut client = client;
-            client.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+            client.set_write_timeout(Some(Duration::from_millis(20))).unwrap();
             let chunk = [b'x'; 64 * 1024];
-            let mut sent = 0;
-            while sent < 32 << 20 && client.write_all(&chunk).is_ok() {
-                sent += chunk.len();
+            let (mut sent, mut blocked) = (0, false);
+            while sent < 32 << 20 && !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match client.write(&chunk) {
+                    Ok(n) => (sent, blocked) = (sent + n, false),
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        blocked = true;
+                    }
+                    Err(err) => panic!("the writer failed: {err}"),
+                }
             }
-            (client, sent)
+            (client, sent, blocked)
         });
-        // Run the loop until the pipe is full and the sink stuck.
+        // Run the loop until the pipe is full and the sink stuck, then give
+        // the writer a moment to fill the socket buffers and find no room.
         assert!(run_until(&mut core, |core| {
             !core.pipes.get(pipe).unwrap().is_writable() && !sink_ready(core, id)
         }));
-        let (client, sent) = writer.join().unwrap();
-        assert!(sent < 32 << 20, "the client was never stopped");
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (client, sent, blocked) = writer.join().unwrap();
+        assert!(blocked && sent < 32 << 20, "the client was never stopped ({sent} bytes sent)");
         let pipe_now = core.pipes.get(pipe).unwrap();
         assert!(pipe_now.buff_list.held() <= DEFAULT_PIPE_BUFF_THRESH + 100_100);
         // The source is still ready (bytes wait in the kernel) but has no
