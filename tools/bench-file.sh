@@ -1,0 +1,605 @@
+#!/usr/bin/env bash
+# Stage 12's file port beside nginx serving the same file over HTTP, in one
+# run: one client reads a $SIZE file (1 GiB of random bytes, in the page
+# cache) as fast as it can, from
+#
+#   - stage 12's second port, which sends public/sample.txt to whoever
+#     connects and then closes (no request): read() of 100,000 bytes into
+#     the pipe, sendmsg() to the socket when it has room;
+#   - nginx with `sendfile off;` (the read-then-send path, as stage 12):
+#     with nginx's default `output_buffers 2 32k;` it reads the file into
+#     two 32 KiB buffers and sends them (NGINX_OUTPUT_BUFFERS="1 128k" to
+#     try other buffers);
+#   - nginx with `sendfile on;` (the zero-copy ceiling: the kernel sends
+#     the page cache's pages, in sendfile_max_chunk pieces of 2 MiB).
+#
+# nginx is asked with an HTTP/1.0 GET /sample.txt and closes after the
+# response; both nginx run worker_processes 1, as stage 12 has one thread.
+# For each server the table shows:
+#
+#   - MiB/s of the transfer: the median of $RUNS runs and, in brackets,
+#     the lowest and highest (the servers take turns: run 1 of each, then
+#     run 2 of each..., so that a slow moment of the machine is shared),
+#     and stage 12's median as a ratio to that server's;
+#   - the server's CPU time per GiB sent (from /proc/PID/task/*/schedstat,
+#     nginx's worker): on a small machine, where the client and the server
+#     share the cores, the steadier figure;
+#   - system calls per MiB sent, and the calls that make them up, counted
+#     over one transfer of its own, after the timed ones, with `perf stat`
+#     on the kernel's system-call tracepoints (strace -c -f if perf cannot);
+#   - the server's VmRSS growth during a transfer (sampled every 50 ms, the
+#     largest of the transfers, the first of which, on the fresh process,
+#     is the cmp check below). Stage 12's target: under 4 MiB, one pipe
+#     (its threshold, 1 MB, plus a read of 100,000 bytes) and change.
+#
+# Every transfer must bring exactly the file's size (and status 200 from
+# nginx), or it counts as n/a; before the timed runs, each server's bytes
+# are also compared with the file once (cmp).
+#
+# The client is a small Python reader (python3): recv_into() a 1 MiB
+# page-aligned buffer (an mmap: with a bytearray's it read half as fast
+# here) until EOF, timed from connect() to EOF. It is not the limit: on
+# a 2-CPU machine it read 4 GiB/s from nginx with sendfile on, three times
+# what stage 12 and nginx with sendfile off reached there.
+#
+# Stage 12 is the release build (cargo build --release -p stage12), with
+# its log on, as a user runs it (XPS_DEBUG unset, two INFO lines per
+# client): started with --ports 0,0,0,0 --public DIR; its stdout goes to
+# /dev/null after the lines that say which ports the OS gave it.
+#
+#   bash tools/bench-file.sh                   the table (about half a minute)
+#   RUNS=5 bash tools/bench-file.sh            more runs of each
+#   SIZE=256M bash tools/bench-file.sh         a smaller file
+#   SERVERS="stage12 nginx-off" bash tools/bench-file.sh
+#                                  only these rows (stage12 nginx-off nginx-on)
+#   NGINX_OUTPUT_BUFFERS="1 128k" bash tools/bench-file.sh
+#                                  nginx (sendfile off) with other buffers
+#
+# nginx, if it is not installed, is skipped, with one line saying so
+# (apt-get install nginx, then `service nginx stop` if the package started
+# its own: this script runs its own two, with configs in a temporary
+# directory). The file is made in a temporary directory ($TMPDIR or /tmp,
+# which needs $SIZE free) and removed on exit. Everything listens on
+# 127.0.0.1 only. Every process started here is stopped on exit, even on
+# failure or Ctrl+C. The script exits with status 1 if stage 12 missed
+# its memory target or a transfer (any server's) brought the wrong bytes.
+# Not run in CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}       # runs of each figure
+SIZE=${SIZE:-1G}      # the file (K, M, G: powers of 1024)
+SERVERS=${SERVERS:-"stage12 nginx-off nginx-on"}
+NGINX_OUTPUT_BUFFERS=${NGINX_OUTPUT_BUFFERS:-}  # e.g. "1 128k"; empty: nginx's default
+RSS_TARGET_KIB=4096   # stage 12's memory growth during a transfer, at most
+
+note() { echo "bench-file.sh: $*" >&2; }
+
+if ! command -v python3 >/dev/null; then
+    note "needs python3 for its client"
+    exit 2
+fi
+BYTES=$(numfmt --from=iec "$SIZE" 2>/dev/null) || { note "SIZE: not a size: $SIZE"; exit 2; }
+if ((BYTES < 1)); then note "SIZE: must be at least one byte"; exit 2; fi
+
+cargo build --release --quiet -p stage12 -p tools # stage12, and mkdata for the file
+BIN=${CARGO_TARGET_DIR:-target}/release
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/xps-bench-file.XXXXXX")
+
+# Every process started here, to be stopped on the way out.
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    sleep 0.2
+    for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Polls `condition` (a command) every 10 ms for at most $1 seconds.
+wait_for() {
+    local tries=$(($1 * 100)); shift
+    while ! "$@"; do
+        tries=$((tries - 1))
+        ((tries > 0)) || return 1
+        sleep 0.01
+    done
+}
+
+# listening PORT: true if something listens on 127.0.0.1:PORT.
+listening() {
+    local hex; hex=$(printf '0100007F:%04X' "$1")
+    awk -v want="$hex" 'NR > 1 && $2 == want && $4 == "0A" { found = 1 } END { exit !found }' \
+        /proc/net/tcp
+}
+
+# free_port: sets FREE to a port above 30000 that no socket of this
+# machine uses, nor any server started here.
+free_port() {
+    local hex
+    while true; do
+        FREE=$((30000 + RANDOM % 30000))
+        hex=$(printf ':%04X ' "$FREE")
+        if ! grep -qi "$hex" /proc/net/tcp /proc/net/tcp6 2>/dev/null &&
+            [[ " ${USED_PORTS[*]} " != *" $FREE "* ]]; then
+            USED_PORTS+=("$FREE")
+            return
+        fi
+    done
+}
+USED_PORTS=()
+
+# The CPU time, in nanoseconds, of every thread of process $1.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+
+# The VmRSS of process $1, in KiB (nothing if it is gone).
+rss_kib() {
+    local key value _unit
+    while read -r key value _unit; do
+        if [[ $key == VmRSS: ]]; then echo "$value"; return; fi
+    done <"/proc/$1/status" 2>/dev/null || true
+}
+
+# ------------------------------------------------------------------ the file
+
+DIR=$WORK/public
+mkdir -p "$DIR"
+FILE=$DIR/sample.txt
+avail=$(df --output=avail -B1 "$WORK" | tail -1)
+if ((avail < BYTES + (64 << 20))); then
+    note "$WORK has $((avail >> 20)) MiB free; the file needs $SIZE (TMPDIR=elsewhere, or SIZE=smaller)"
+    exit 1
+fi
+note "writing $SIZE of random bytes to $FILE"
+# Real data (mkdata writes every byte, a fast generator's: nothing sparse,
+# nothing compressible), in a few seconds where /dev/urandom takes twenty.
+"$BIN/mkdata" "$FILE" "$BYTES" >"$WORK/mkdata.out" 2>&1 ||
+    { note "mkdata failed:"; cat "$WORK/mkdata.out" >&2; exit 1; }
+if [[ $(stat -c %s "$FILE") != "$BYTES" ]]; then note "mkdata wrote the wrong size"; exit 1; fi
+# Stage 12 serves only files anyone may read; nginx's worker must reach it.
+chmod 755 "$WORK" "$DIR"
+chmod 644 "$FILE"
+# Into the page cache, so that every server reads it from memory.
+cat "$FILE" >/dev/null
+
+# The client: connects to 127.0.0.1:PORT, sends the request if there is
+# one, reads until EOF into a 1 MiB page-aligned buffer, and prints
+# "BODY_BYTES SECONDS STATUS" (status "-" without a request: raw bytes).
+# With --copy it also writes the body to stdout, for cmp.
+cat >"$WORK/reader.py" <<'EOF'
+import mmap, socket, sys, time
+
+port = int(sys.argv[1])
+request = sys.argv[2].encode() if len(sys.argv) > 2 and sys.argv[2] else b""
+copy = "--copy" in sys.argv[3:]
+out = sys.stdout.buffer
+buf = mmap.mmap(-1, 1 << 20)
+view = memoryview(buf)
+start = time.perf_counter()
+sock = socket.create_connection(("127.0.0.1", port))
+if request:
+    sock.sendall(request)
+status, body = "-", 0
+if request:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        n = sock.recv_into(view)
+        if not n:
+            break
+        head += bytes(view[:n])
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        print(0, 0, "no-headers")
+        sys.exit(0)
+    status = head.split(b" ", 2)[1].decode(errors="replace")
+    body = len(head) - end - 4
+    if copy:
+        out.write(head[end + 4:])
+while True:
+    n = sock.recv_into(view)
+    if not n:
+        break
+    body += n
+    if copy:
+        out.write(view[:n])
+seconds = time.perf_counter() - start
+if copy:
+    out.flush()
+    print(body, f"{seconds:.6f}", status, file=sys.stderr)
+else:
+    print(body, f"{seconds:.6f}", status)
+EOF
+
+# ------------------------------------------------------------------ the servers
+
+# For each row: its label, its port, the request (none for stage 12), the
+# pid whose memory, CPU and system calls count (nginx's worker).
+ROWS=()
+declare -A LABEL PORT REQUEST PID
+VERSIONS=""
+
+# add_row NAME LABEL PORT PID REQUEST
+add_row() {
+    ROWS+=("$1")
+    LABEL[$1]=$2 PORT[$1]=$3 PID[$1]=$4 REQUEST[$1]=$5
+}
+
+HTTP_GET=$'GET /sample.txt HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n'
+
+# stage12_ports FILE: true once stage 12 has announced its four ports.
+stage12_ports() { (($(grep -c 'Server listening on port ' "$1") >= 4)); }
+
+start_stage12() {
+    local out=$WORK/stage12.out fifo=$WORK/stage12.fifo
+    : >"$out"
+    mkfifo "$fifo"
+    # The log's first lines, up to the fourth port, to a file; the rest
+    # (two lines a client) to /dev/null.
+    (
+        count=0
+        while IFS= read -r line; do
+            printf '%s\n' "$line" >>"$out"
+            if [[ $line == *"Server listening on port "* ]]; then
+                count=$((count + 1))
+                if ((count == 4)); then break; fi
+            fi
+        done
+        exec cat >/dev/null
+    ) <"$fifo" &
+    PIDS+=("$!")
+    (exec env -u XPS_DEBUG NO_COLOR=1 "$BIN/stage12" --ports 0,0,0,0 --public "$DIR") \
+        >"$fifo" 2>"$WORK/stage12.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    if ! wait_for 5 stage12_ports "$out" || ! kill -0 "$pid" 2>/dev/null; then
+        note "stage 12 did not start:"
+        cat "$out" "$WORK/stage12.err" >&2
+        exit 1
+    fi
+    # The second port announced serves the file; the line before it says so.
+    local port
+    port=$(sed -n 's/.*Server listening on port \([0-9]*\).*/\1/p' "$out" | sed -n 2p)
+    if ! grep -q "port $port serves sample.txt from " "$out"; then
+        note "stage 12's second port ($port) does not say it serves sample.txt:"
+        cat "$out" >&2
+        exit 1
+    fi
+    add_row stage12 "stage 12 (file port)" "$port" "$pid" ""
+}
+
+# start_nginx NAME on|off
+start_nginx() {
+    local name=$1 sendfile=$2
+    if ! command -v nginx >/dev/null; then
+        note "nginx is not installed (apt-get install nginx): $name skipped"
+        return 0
+    fi
+    free_port
+    local dir=$WORK/$name port=$FREE user="" buffers="" label
+    mkdir -p "$dir"
+    # Started by root, nginx's workers would run as nobody; these stay root.
+    if ((EUID == 0)); then user="user root;"; fi
+    label="nginx, sendfile $sendfile"
+    if [[ $sendfile == off && -n $NGINX_OUTPUT_BUFFERS ]]; then
+        buffers="output_buffers $NGINX_OUTPUT_BUFFERS;"
+        label+=", output_buffers $NGINX_OUTPUT_BUFFERS"
+    elif [[ $sendfile == off ]]; then
+        label+=" (output_buffers 2 32k)"
+    fi
+    cat >"$dir/nginx.conf" <<EOF
+$user
+worker_processes 1;
+error_log $dir/error.log warn;
+pid $dir/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    default_type application/octet-stream;
+    sendfile $sendfile;
+    $buffers
+    server {
+        listen 127.0.0.1:$port;
+        root "$DIR";
+    }
+}
+EOF
+    nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' >"$dir/out" 2>&1 &
+    local master=$!
+    PIDS+=("$master")
+    if ! wait_for 5 listening "$port" || ! kill -0 "$master" 2>/dev/null; then
+        note "$name did not start listening on 127.0.0.1:$port; skipped"
+        cat "$dir/out" "$dir/error.log" >&2 2>/dev/null || true
+        return 0
+    fi
+    local worker
+    wait_for 5 pgrep -P "$master" >/dev/null || true
+    worker=$(pgrep -P "$master" | head -1)
+    if [[ -z $worker ]]; then note "$name started no worker: skipped"; return 0; fi
+    # Stopped with the master normally; killed too should the master be.
+    PIDS+=("$worker")
+    add_row "$name" "$label" "$port" "$worker" "$HTTP_GET"
+    VERSIONS=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+}
+
+for name in $SERVERS; do
+    case $name in
+        stage12) start_stage12 ;;
+        nginx-off) start_nginx nginx-off off ;;
+        nginx-on) start_nginx nginx-on on ;;
+        *) note "SERVERS: no server called '$name' (stage12 nginx-off nginx-on)"; exit 2 ;;
+    esac
+done
+if ((${#ROWS[@]} == 0)); then note "nothing to measure"; exit 1; fi
+note "measuring: ${ROWS[*]}"
+
+# ------------------------------------------------------------------ the runs
+
+declare -A R # R[name,figure] = the values of the runs, space-separated
+WRONG=()     # transfers that did not bring the file
+
+# RSS sampling around a transfer: rss_start PID starts a sampler of its
+# VmRSS every 50 ms; rss_stop sets GROWTH to the highest sample less the
+# VmRSS before, in KiB, and BEFORE and PEAK to the two.
+rss_start() {
+    RSS_PID=$1 BEFORE=$(rss_kib "$1")
+    : >"$WORK/rss.samples"
+    (while true; do rss_kib "$RSS_PID" >>"$WORK/rss.samples"; sleep 0.05; done) &
+    SAMPLER=$!
+    PIDS+=("$SAMPLER")
+}
+rss_stop() {
+    rss_kib "$RSS_PID" >>"$WORK/rss.samples"
+    kill "$SAMPLER" 2>/dev/null || true
+    wait "$SAMPLER" 2>/dev/null || true
+    PEAK=$(awk -v m="${BEFORE:-0}" '$1 ~ /^[0-9]+$/ && $1 > m { m = $1 } END { print m }' \
+        "$WORK/rss.samples")
+    GROWTH=$((PEAK - ${BEFORE:-0}))
+}
+
+# check_bytes NAME: one transfer whose bytes are compared with the file,
+# the first on the fresh process (its RSS growth counts too).
+check_bytes() {
+    local name=$1 result ok=1
+    rss_start "${PID[$name]}"
+    timeout 300 python3 "$WORK/reader.py" "${PORT[$name]}" "${REQUEST[$name]}" --copy \
+        2>"$WORK/check.err" | cmp -s - "$FILE" || ok=0
+    rss_stop
+    result=$(tail -1 "$WORK/check.err")
+    if ((ok)); then
+        R[$name,rss]+=" $GROWTH"
+        note "$name: the bytes received are the file's; VmRSS $BEFORE -> $PEAK KiB"
+    else
+        note "$name: the bytes received are not the file's ($result)"
+        WRONG+=("${LABEL[$name]}: the bytes received differ from the file ($result)")
+    fi
+}
+
+# transfer NAME: one timed transfer; adds its MiB/s, the server's CPU per
+# GiB and its RSS growth to R.
+transfer() {
+    local name=$1 pid=${PID[$1]} cpu_before cpu_after out
+    rss_start "$pid"
+    cpu_before=$(cpu_ns "$pid")
+    out=$(timeout 300 python3 "$WORK/reader.py" "${PORT[$name]}" "${REQUEST[$name]}" 2>&1) || true
+    cpu_after=$(cpu_ns "$pid")
+    rss_stop
+    local bytes seconds status
+    read -r bytes seconds status _ <<<"$out" || true
+    if [[ $bytes != "$BYTES" || ($status != - && $status != 200) ]]; then
+        note "$name: the transfer brought ${bytes:-nothing} bytes of $BYTES (status ${status:-none}): $out"
+        WRONG+=("${LABEL[$name]}: a transfer brought ${bytes:-nothing} bytes of $BYTES (status ${status:-none})")
+        R[$name,mibs]+=" n/a" R[$name,cpu]+=" n/a"
+        return
+    fi
+    local mibs cpu
+    mibs=$(awk -v b="$bytes" -v s="$seconds" 'BEGIN { printf "%.1f", b / 1048576 / s }')
+    cpu=$(awk -v ns=$((cpu_after - cpu_before)) -v b="$bytes" \
+        'BEGIN { printf "%.1f", ns / 1e6 / (b / 1073741824) }')
+    R[$name,mibs]+=" $mibs" R[$name,cpu]+=" $cpu" R[$name,rss]+=" $GROWTH"
+    note "$name: $mibs MiB/s in ${seconds} s, server CPU $cpu ms/GiB, VmRSS $BEFORE -> $PEAK KiB"
+}
+
+for name in "${ROWS[@]}"; do
+    check_bytes "$name"
+done
+START=$EPOCHREALTIME
+for ((run = 1; run <= RUNS; run++)); do
+    for name in "${ROWS[@]}"; do
+        transfer "$name"
+    done
+    note "run $run of $RUNS done ($(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s)"
+done
+
+# ------------------------------------------------------- system calls per MiB
+
+# With perf, the tracepoint every system call passes (raw_syscalls:sys_enter)
+# for the total, and those of the calls a file server makes for the
+# breakdown; with strace -c -f if perf cannot read tracepoints (not root,
+# perf_event_paranoid too high).
+SYSCALL_NAMES="read pread64 readv preadv write writev sendto sendmsg sendfile64 splice
+    recvfrom recvmsg epoll_wait epoll_pwait epoll_ctl accept accept4 close openat
+    newfstatat fstat statx ioctl fcntl setsockopt getsockopt"
+COUNTER=none
+if command -v perf >/dev/null &&
+    perf stat -e raw_syscalls:sys_enter -o /dev/null -- true >/dev/null 2>&1; then
+    COUNTER=perf
+    PERF_EVENTS=(-e raw_syscalls:sys_enter)
+    for call in $SYSCALL_NAMES; do
+        # Only the tracepoints this kernel has.
+        if [[ -d /sys/kernel/tracing/events/syscalls/sys_enter_$call ||
+            -d /sys/kernel/debug/tracing/events/syscalls/sys_enter_$call ]]; then
+            PERF_EVENTS+=(-e "syscalls:sys_enter_$call")
+        fi
+    done
+elif command -v strace >/dev/null; then
+    COUNTER=strace
+else
+    note "neither perf nor strace: no system-call counts"
+fi
+
+# syscalls NAME: counts the server's system calls over one transfer; sets
+# R[NAME,sys] to "per-MiB (breakdown)".
+syscalls() {
+    local name=$1 pid=${PID[$1]} counts=$WORK/$1.syscalls tracer
+    case $COUNTER in
+        perf) perf stat "${PERF_EVENTS[@]}" -p "$pid" -o "$counts" 2>/dev/null & ;;
+        strace) strace -c -f -p "$pid" -o "$counts" 2>/dev/null & ;;
+        *) R[$name,sys]="n/a"; return ;;
+    esac
+    tracer=$!
+    PIDS+=("$tracer")
+    # Counting once strace has set the tracee's TracerPid, or perf has
+    # opened its counters (and a moment more for it to enable them).
+    if [[ $COUNTER == strace ]]; then
+        wait_for 5 bash -c "grep -q '^TracerPid:[[:space:]]*[1-9]' /proc/$pid/status" || true
+    else
+        wait_for 5 bash -c "ls -l /proc/$tracer/fd 2>/dev/null | grep -q perf_event" || true
+        sleep 0.3
+    fi
+    local out bytes
+    out=$(timeout 600 python3 "$WORK/reader.py" "${PORT[$name]}" "${REQUEST[$name]}" 2>&1) || true
+    sleep 0.1
+    kill -INT "$tracer" 2>/dev/null || true
+    wait_for 5 bash -c "! kill -0 $tracer 2>/dev/null" || kill -KILL "$tracer" 2>/dev/null || true
+    wait "$tracer" 2>/dev/null || true
+    read -r bytes _ <<<"$out" || true
+    if [[ $bytes != "$BYTES" ]]; then
+        note "$name: the counted transfer brought ${bytes:-nothing} bytes of $BYTES"
+        R[$name,sys]="n/a"
+        return
+    fi
+    # perf: "  16079      syscalls:sys_enter_write", and the total on
+    # raw_syscalls:sys_enter; strace -c: the calls are the 4th column, the
+    # name the last.
+    R[$name,sys]=$(awk -v mib="$(awk -v b="$bytes" 'BEGIN { print b / 1048576 }')" \
+        -v counter="$COUNTER" '
+        counter == "perf" {
+            n = $1; gsub(",", "", n)
+            if (n !~ /^[0-9]+$/) next
+            if ($2 == "raw_syscalls:sys_enter") total = n
+            else if ($2 ~ /^syscalls:sys_enter_/ && n > 0) {
+                name = $2; sub("syscalls:sys_enter_", "", name); calls[name] = n; named += n
+            }
+        }
+        counter == "strace" && $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
+            calls[$NF] = $4; total += $4; named += $4
+        }
+        END {
+            if (mib == 0 || total == 0) { print "n/a"; exit }
+            if (total > named) calls["other"] = total - named
+            printf "%.1f", total / mib
+            n = 0
+            for (s in calls) order[++n] = s
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+                if (calls[order[j]] > calls[order[i]]) { t = order[i]; order[i] = order[j]; order[j] = t }
+            sep = " ("
+            for (i = 1; i <= n; i++) {
+                per = calls[order[i]] / mib
+                if (per >= 0.05) { printf "%s%s %.1f", sep, order[i], per; sep = ", " }
+            }
+            if (sep == ", ") printf ")"
+        }' "$counts")
+    note "$name: ${R[$name,sys]} system calls per MiB"
+}
+
+for name in "${ROWS[@]}"; do
+    syscalls "$name"
+done
+
+# ------------------------------------------------------------------ the table
+
+# median VALUES...: "median (lowest-highest)" with $DIGITS decimals; "n/a"
+# if no run gave a number.
+median() {
+    printf '%s\n' "$@" | awk -v digits="${DIGITS:-0}" '
+        $1 ~ /^-?[0-9.]+$/ { v[++n] = $1 + 0 }
+        END {
+            if (n == 0) { print "n/a"; exit }
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+            f = "%." digits "f"
+            if (n == 1) printf f "\n", m; else printf f " (" f "-" f ")\n", m, v[1], v[n]
+        }'
+}
+
+# The median alone, as a plain number; nothing if no run gave one.
+plain() { printf '%s\n' "$@" | awk '$1 ~ /^[0-9.]+$/ { v[++n] = $1 + 0 } END {
+    if (n == 0) exit
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+    print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }'; }
+
+# The largest of the values, in KiB, as "N KiB"; "n/a" if none.
+largest_kib() { printf '%s\n' "$@" | awk '$1 ~ /^-?[0-9]+$/ { if (!n++ || $1 > m) m = $1 }
+    END { if (n) printf "%d KiB\n", m; else print "n/a" }'; }
+
+# ratio A B: "A/B" with two decimals and an x, or "n/a".
+ratio() {
+    if [[ -z $1 || -z $2 ]]; then echo "n/a"; return; fi
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx\n", a / b; else print "n/a" }'
+}
+
+# shellcheck disable=SC2086 # the runs are space-separated on purpose
+OURS=$(plain ${R[stage12,mibs]:-})
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+cat <<EOF
+
+Machine: $(nproc) CPUs, $cpu, Linux $(uname -r); $(date -u '+%Y-%m-%d %H:%M UTC').
+Code: $(git rev-parse --short HEAD 2>/dev/null || echo "not a git checkout")$(git diff --quiet HEAD -- stage12 2>/dev/null || echo " (with uncommitted changes to stage12)"); stage 12 release build.
+Servers: stage 12${VERSIONS:+, nginx $VERSIONS (worker_processes 1)}; client: Python, recv_into() a 1 MiB buffer.
+Command: \`bash tools/bench-file.sh\` (RUNS=$RUNS SIZE=$SIZE): one client reads the $SIZE file from the
+page cache; median of $RUNS run(s) (lowest-highest); system calls counted with $COUNTER over one transfer.
+
+| server | MiB/s | stage 12 / this | server CPU ms/GiB | syscalls/MiB | RSS growth |
+|---|---|---|---|---|---|
+EOF
+for name in "${ROWS[@]}"; do
+    # shellcheck disable=SC2086
+    theirs=$(plain ${R[$name,mibs]:-})
+    # shellcheck disable=SC2086
+    printf '| %s | %s | %s | %s | %s | %s |\n' "${LABEL[$name]}" \
+        "$(DIGITS=0 median ${R[$name,mibs]:-})" \
+        "$(if [[ $name == stage12 ]]; then echo "-"; else ratio "$OURS" "$theirs"; fi)" \
+        "$(DIGITS=0 median ${R[$name,cpu]:-})" "${R[$name,sys]:-n/a}" \
+        "$(largest_kib ${R[$name,rss]:-})"
+done
+
+# Stage 12's ratios, on a line of their own, and its memory target.
+MISSED=("${WRONG[@]}")
+if [[ -n ${PID[stage12]:-} ]]; then
+    echo
+    line="stage 12 / nginx (median MiB/s):"
+    for name in nginx-off nginx-on; do
+        [[ -n ${PID[$name]:-} ]] || continue
+        # shellcheck disable=SC2086
+        line+=" sendfile ${name#nginx-} $(ratio "$OURS" "$(plain ${R[$name,mibs]:-})");"
+    done
+    if [[ $line == *";" ]]; then echo "${line%;}."; else echo "No nginx row: stage 12 was not compared with anything."; fi
+    # shellcheck disable=SC2086
+    rss=$(largest_kib ${R[stage12,rss]:-})
+    rss=${rss%% *}
+    if [[ ! $rss =~ ^-?[0-9]+$ ]]; then
+        MISSED+=("stage 12's RSS growth during a transfer: not measured")
+    elif ((rss >= RSS_TARGET_KIB)); then
+        MISSED+=("stage 12's RSS growth during a transfer: $rss KiB, target < $RSS_TARGET_KIB KiB")
+    else
+        echo "Stage 12's RSS growth during a transfer: $rss KiB (target < $RSS_TARGET_KIB KiB): met."
+    fi
+fi
+if ((${#MISSED[@]} > 0)); then
+    echo
+    echo "${#MISSED[@]} problem(s):"
+    printf -- '- %s\n' "${MISSED[@]}"
+    exit 1
+fi
