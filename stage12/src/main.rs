@@ -1,25 +1,27 @@
-//! eXpServer, stage 11: the upstream module.
+//! eXpServer, stage 12: the file module.
 //!
-//! Until stage 10 the server only ever answered its own clients. Here the
-//! first port (8001) becomes a reverse proxy: each client accepted there
-//! gets a connection of its own to an upstream server (the course's
-//! 127.0.0.1:3000, or `--upstream HOST:PORT`), and two pipes carry the
-//! bytes between them, one each way. The other ports write back, as in
-//! stage 10. An upstream is an ordinary connection, made by `connect()`
-//! instead of `accept()`, so the pipes of stage 10 need no change.
+//! Until stage 11 every byte the server sent came from a socket. Here the
+//! second port (8002) sends each client a file, `sample.txt` from the
+//! `public` folder, through a pipe whose source reads the file: ready from
+//! birth, with no epoll event behind it. The third port (8003) asks for a
+//! file outside `public` and must refuse it, closing the client without a
+//! byte: the server's first security boundary. The first port is still
+//! stage 11's reverse proxy, the fourth writes back.
 //!
 //! `main()` does what the course's `main.c` does: it creates a core and
 //! starts it. Everything else lives in the modules:
 //!
 //! ```text
 //! main.rs ── xps.rs                 constants, error codes, the handler type
-//!  ├── core/xps_core.rs             the server: owns loop, listeners, connections, pipes
+//!  ├── core/xps_core.rs             the server: owns loop, listeners, connections, files, pipes
 //!  ├── core/xps_loop.rs             epoll: attach, detach, run, handle_pipes
 //!  ├── core/xps_pipe.rs             pipes, sources and sinks
 //!  ├── core/xps_slots.rs            tables with generation-checked ids (not in the course)
 //!  ├── network/xps_listener.rs      listening sockets, accept, the pipes per client
 //!  ├── network/xps_connection.rs    connections: source and sink handlers, recv, send
-//!  ├── network/xps_upstream.rs      upstreams: a non-blocking connect() (new)
+//!  ├── network/xps_upstream.rs      upstreams: a non-blocking connect()
+//!  ├── disk/xps_file.rs             files served through a pipe, inside public (new)
+//!  ├── disk/xps_mime.rs             MIME types from file extensions (new)
 //!  ├── utils/xps_buffer.rs          buffers and buffer lists
 //!  ├── utils/xps_logger.rs          the log
 //!  ├── utils/xps_utils.rs           small helpers

@@ -85,8 +85,9 @@ impl PortRole {
         }
     }
 
-    /// What the port does, for the log line after "Server listening";
-    /// nothing for write-back, which every stage since 10 has done.
+    /// What the port does, for the log line just before its "Server
+    /// listening" line; nothing for write-back, which every stage since 10
+    /// has done.
     pub fn describe(&self) -> Option<String> {
         match self {
             PortRole::Proxy(upstream) => {
@@ -394,8 +395,10 @@ fn forward(core: &mut XpsCore, ptr: ListenerId, client: ConnectionId, upstream: 
 ///
 /// A file that may not be served (outside `public`, missing, unreadable)
 /// closes the client without a byte: the course's listener reads the
-/// NULL it gets back and crashes. Running out of fds for the file is the
-/// port's fd shortage, as for an upstream.
+/// NULL it gets back and crashes. A file that cannot be opened for lack
+/// of fds is refused the same way (`xps_file_create()` logs the failed
+/// `open()`), and the port is past an fd shortage only once a file opens
+/// again (`accepting_again`).
 fn serve_file(
     core: &mut XpsCore,
     ptr: ListenerId,
