@@ -253,6 +253,7 @@ pub const STAGES: &[Stage] = &[
             "disk/xps_file.rs",
             "disk/xps_mime.rs",
             "network/xps_listener.rs",
+            "utils/xps_buffer.rs",
             "utils/xps_utils.rs",
         ],
     },

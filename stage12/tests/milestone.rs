@@ -12,6 +12,7 @@
 //! | a file others may not read              | a close, no byte                |
 //! | no such file                            | a close, no byte                |
 //! | the file shrinks while it is sent       | what was read, then EOF         |
+//! | the file is removed while it is sent    | all of it, then EOF             |
 //! | the client never reads a 1 GiB file     | the server stays within 4 MiB   |
 //! | the client leaves mid-file (1,000 times)| (the file and its fd are freed) |
 
@@ -182,6 +183,29 @@ fn a_file_that_shrinks_ends_the_download_cleanly() {
     let total = first.bytes.len() + rest.bytes.len();
     assert!(total < 256 << 20, "all {total} bytes came, though the file shrank");
     assert_eq!(Client::connect(server.ports[3]).round_trip(b"alive\n"), b"alive\n");
+}
+
+/// A file removed while it is being sent: the server holds it open, and on
+/// Linux an open file lives on until its last fd is closed, so the client
+/// gets all of it, then a clean end; a client that comes next is refused,
+/// since the file is not there any more.
+#[test]
+fn a_file_removed_mid_download_is_still_sent_whole() {
+    let _shared = side_by_side();
+    let scratch = Scratch::new("removed");
+    let sample = scratch.public().join("sample.txt");
+    fs::File::create(&sample).unwrap().set_len(8 << 20).unwrap();
+    fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
+    let server = serve(Some(&scratch.public()), true);
+    let mut client = Client::connect(server.ports[1]);
+    let first = client.read_reply(1 << 20, IO_TIMEOUT);
+    assert_eq!(first.bytes.len(), 1 << 20);
+    fs::remove_file(&sample).unwrap();
+    let rest = client.read_reply(8 << 20, IO_TIMEOUT);
+    assert_eq!(rest.end, ReplyEnd::Closed, "no clean end after the file was removed");
+    assert_eq!(first.bytes.len() + rest.bytes.len(), 8 << 20, "not the whole file");
+    let (bytes, end) = download(server.ports[1]);
+    assert_eq!((bytes.len(), end), (0, ReplyEnd::Closed), "a removed file was served");
 }
 
 /// A client that never reads a 1 GiB file: the file is read only while
