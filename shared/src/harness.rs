@@ -213,6 +213,7 @@ macro_rules! stage_tests {
             idle_cpu "idle-cpu",
             proxy "proxy",
             files "files",
+            empty_sessions "empty-sessions",
             memory_bound "memory-bound",
             port_in_use "port-in-use",
             no_port_at_all "no-port-at-all",

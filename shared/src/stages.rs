@@ -99,6 +99,11 @@ pub struct Stage {
     /// answers what a client sends, so the write-back checks leave them
     /// out.
     pub serves_files: bool,
+    /// True if every client gets a session between it and what serves it
+    /// (from stage 13). Then the third port no longer refuses a file: it
+    /// and the fourth have nothing behind their sessions, and neither
+    /// answers nor closes a client (see `checks::session`).
+    pub sessions: bool,
     /// The files under `src/` that this stage's lesson adds or changes,
     /// compared with the stage before; every other file is a copy. (Empty
     /// for the first stage here, which has no stage before it.)
@@ -118,6 +123,7 @@ pub const STAGES: &[Stage] = &[
         graceful_shutdown: false,
         forwards_first_port: false,
         serves_files: false,
+        sessions: false,
         lesson: &[],
     },
     Stage {
@@ -131,6 +137,7 @@ pub const STAGES: &[Stage] = &[
         graceful_shutdown: true,
         forwards_first_port: false,
         serves_files: false,
+        sessions: false,
         lesson: &[
             "main.rs",
             "xps.rs",
@@ -154,6 +161,7 @@ pub const STAGES: &[Stage] = &[
         graceful_shutdown: true,
         forwards_first_port: false,
         serves_files: false,
+        sessions: false,
         lesson: &[
             "main.rs",
             "xps.rs",
@@ -177,6 +185,7 @@ pub const STAGES: &[Stage] = &[
         graceful_shutdown: true,
         forwards_first_port: false,
         serves_files: false,
+        sessions: false,
         lesson: &[
             "main.rs",
             "core/xps_loop.rs",
@@ -195,6 +204,7 @@ pub const STAGES: &[Stage] = &[
         graceful_shutdown: true,
         forwards_first_port: false,
         serves_files: false,
+        sessions: false,
         lesson: &[
             "main.rs",
             "xps.rs",
@@ -219,6 +229,7 @@ pub const STAGES: &[Stage] = &[
         graceful_shutdown: true,
         forwards_first_port: true,
         serves_files: false,
+        sessions: false,
         lesson: &[
             "main.rs",
             "cli.rs",
@@ -243,6 +254,7 @@ pub const STAGES: &[Stage] = &[
         graceful_shutdown: true,
         forwards_first_port: true,
         serves_files: true,
+        sessions: false,
         lesson: &[
             "main.rs",
             "cli.rs",
@@ -255,6 +267,30 @@ pub const STAGES: &[Stage] = &[
             "network/xps_listener.rs",
             "utils/xps_buffer.rs",
             "utils/xps_utils.rs",
+        ],
+    },
+    Stage {
+        number: 13,
+        crate_name: "stage13",
+        title: "session module",
+        protocol: Protocol::WriteBack,
+        send_model: SendModel::Buffers,
+        spins_when_idle: false,
+        unbounded_memory: false,
+        graceful_shutdown: true,
+        forwards_first_port: true,
+        serves_files: true,
+        sessions: true,
+        lesson: &[
+            "main.rs",
+            "cli.rs",
+            "xps.rs",
+            "core/mod.rs",
+            "core/xps_core.rs",
+            "core/xps_pipe.rs",
+            "core/xps_session.rs",
+            "network/xps_listener.rs",
+            "utils/xps_buffer.rs",
         ],
     },
 ];

@@ -31,6 +31,7 @@ pub mod log;
 pub mod memory;
 pub mod process;
 pub mod proxy;
+pub mod session;
 pub mod shutdown;
 pub mod target;
 pub mod wire;
@@ -74,6 +75,8 @@ pub enum Group {
     /// The course tester's file checks (stage 12 on): the sample on the
     /// second port, a file outside `public` refused on the third.
     Files,
+    /// The ports whose sessions have nothing behind them (stage 13 on).
+    Sessions,
 }
 
 /// How a check runs.
@@ -200,6 +203,12 @@ pub const CHECKS: &[Check] = &[
         about: "official checks (stage 12): the sample file whole; a file outside public: no byte",
         group: Group::Files,
         run: Run::Binary(files::files),
+    },
+    Check {
+        name: "empty-sessions",
+        about: "stage 13: the third and fourth ports hear a client, never answer, free it when it leaves",
+        group: Group::Sessions,
+        run: Run::Binary(session::sessions),
     },
     Check {
         name: "memory-bound",

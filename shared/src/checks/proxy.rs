@@ -8,6 +8,9 @@
 //!   except the `Date` header: it has one-second resolution, and the two
 //!   fetches may fall in different seconds (the tester is flaky there).
 //!   Its presence must match, its value is not compared.
+//! * [`half_closed`] (not the tester's): a client that half-closes right
+//!   after its request, as `nc -N` or an HTTP/1.0 client may, still gets
+//!   the whole response.
 //! * [`upstream_down`]: with nothing behind the proxy, a client is closed
 //!   with not one byte. Any answer at all (a `502` page, say) makes the
 //!   tester's `fetch()` resolve, and its check then never ends.
@@ -49,9 +52,25 @@ pub(crate) fn fetch(
     message: &[u8],
     limit: Duration,
 ) -> Result<Fetched, String> {
+    fetch_with(addrs, message, false, limit)
+}
+
+/// [`fetch`], half-closing (`shutdown(SHUT_WR)`) right after `message` if
+/// `half_close` says so.
+fn fetch_with(
+    addrs: &[SocketAddr],
+    message: &[u8],
+    half_close: bool,
+    limit: Duration,
+) -> Result<Fetched, String> {
     let (mut stream, addr) = connect_first(addrs, |addr| TcpStream::connect_timeout(&addr, limit))
         .map_err(|unreachable| format!("cannot connect to {unreachable}"))?;
     stream.write_all(message).map_err(|err| format!("sending to {addr}: {err}"))?;
+    if half_close {
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .map_err(|err| format!("half-closing toward {addr}: {err}"))?;
+    }
     let deadline = Instant::now() + limit;
     let mut bytes = Vec::new();
     let mut chunk = [0; 16 * 1024];
@@ -148,6 +167,45 @@ pub fn responses_match(proxy: &[SocketAddr], upstream: SocketAddr, limit: Durati
     Ok(None)
 }
 
+/// A client of `proxy` that half-closes right after its request for `/1`
+/// gets the same response as one fetched from `upstream` directly, then a
+/// clean close, within `limit`.
+pub fn half_closed(proxy: &[SocketAddr], upstream: SocketAddr, limit: Duration) -> Outcome {
+    let path = PATHS[1];
+    let direct = fetch(&[upstream], &request(path, &upstream), limit)
+        .map_err(|why| Failure::new(format!("the upstream itself: {why}"), UPSTREAM_HINT))?;
+    let expected = comparable(&direct.bytes).ok_or_else(|| {
+        Failure::new(format!("the upstream at {upstream} sent no HTTP response"), UPSTREAM_HINT)
+    })?;
+    let host = proxy.first().copied().unwrap_or(upstream);
+    let fetched = fetch_with(proxy, &request(path, &host), true, limit)
+        .map_err(|why| Failure::new(why, HALF_CLOSE_HINT))?;
+    let got = comparable(&fetched.bytes);
+    if got.as_ref() != Some(&expected) {
+        return Err(Box::new(Failure {
+            what: format!(
+                "a client that half-closed after its request got {} bytes{}, not the response",
+                fetched.bytes.len(),
+                fetched
+                    .trouble
+                    .map(|t| format!(" (the connection ended: {t})"))
+                    .unwrap_or_default()
+            ),
+            expected: Some(expected),
+            got: Some(got.unwrap_or(fetched.bytes)),
+            hint: HALF_CLOSE_HINT.to_string(),
+            ..Failure::default()
+        }));
+    }
+    match fetched.trouble {
+        None => Ok(None),
+        Some(trouble) => Err(Failure::new(
+            format!("the whole response came, but then the connection was {trouble}"),
+            HALF_CLOSE_HINT,
+        )),
+    }
+}
+
 /// With nothing listening behind the proxy at `proxy`, a client that sends
 /// a request is closed within `limit` and gets not one byte.
 /// A close (FIN) passes; a reset passes too, as in the tester, with a
@@ -184,6 +242,9 @@ const UPSTREAM_HINT: &str = "is the upstream running? (python3 -m http.server 30
 const PROXY_HINT: &str = "the proxy must pass every byte through unchanged, both ways: \
                           client source to upstream sink, upstream source to client sink, and \
                           close the client once the upstream has closed and everything was sent";
+const HALF_CLOSE_HINT: &str = "a client's end of input (recv() returns 0) ends only what it \
+                               sends: keep sending it what the upstream answers, and close it \
+                               once that is all through";
 const DOWN_HINT: &str = "when the upstream refuses (connect() fails, ECONNREFUSED), close the \
                          client without sending anything: any response, even a 502, makes the \
                          course's tester hang";
@@ -200,6 +261,7 @@ pub fn proxy(subject: &Subject<'_>) -> Outcome {
     let server = start(subject, N_PORTS, &launch)?;
     let proxy = [SocketAddr::from(([127, 0, 0, 1], server.ports[0]))];
     responses_match(&proxy, upstream_addr, REPLY_TIMEOUT)?;
+    half_closed(&proxy, upstream_addr, REPLY_TIMEOUT)?;
     drop(upstream);
     upstream_down(&proxy, REPLY_TIMEOUT)
 }

@@ -179,6 +179,40 @@ fn stage_12_passes_the_file_checks_and_stage_11_fails_them() {
     assert_failed_with_hint(&output, "file-outside", "outside public");
 }
 
+/// Stage 13's checks through the command line, in front of an upstream the
+/// test runs: stage 13 passes them all; stage 12, whose third port
+/// refuses a file (closes) and whose fourth writes back, fails
+/// `empty-sessions`, with a hint that names the session. No write-back
+/// check runs at stage 13: no port writes back.
+#[test]
+fn stage_13_passes_its_checks_and_stage_12_fails_the_empty_sessions() {
+    let upstream = Upstream::http(Vec::new());
+    let addr = upstream.addr();
+    let launch = Launch { upstream: Some(addr.clone()), ..Launch::default() };
+    for (crate_name, passes) in [("stage13", true), ("stage12", false)] {
+        // The sample each serves: stage 13's is the default at --stage 13.
+        let sample = format!("{}/../{crate_name}/public/sample.txt", env!("CARGO_MANIFEST_DIR"));
+        let args = ["--stage", "13", "--upstream", &addr, "--timeout", "1", "--sample", &sample];
+        let binary = workspace_binary(crate_name, crate_name);
+        let mut server = Server::spawn_with(&binary, &["--ports", "0,0,0,0"], &launch);
+        server.wait_for_ports(4);
+        let out = xps_check(&server.ports, &args);
+        let output = text(&out);
+        assert!(output.contains("no port writes back"), "{output}");
+        for check in ["proxy-responses", "half-close", "file-sample"] {
+            assert_passed(&output, check);
+        }
+        assert!(output.contains("SKIP upstream-down"), "{output}");
+        if passes {
+            assert!(out.status.success(), "{output}");
+            assert_passed(&output, "empty-sessions");
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{output}");
+            assert_failed_with_hint(&output, "empty-sessions", "session with nothing behind it");
+        }
+    }
+}
+
 /// Every check runs against every stage's own binary in that stage's
 /// tests (`stage_tests!`); here only what xps-check adds matters: stage 8's
 /// blocking-send passes against stage 8, through the command line.

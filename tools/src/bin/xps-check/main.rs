@@ -6,6 +6,7 @@
 //! xps-check --stage 6 --ports 9001,9002     another set of ports
 //! xps-check --stage 7 --only large-message  one check (or a few: a,b,c)
 //! xps-check --stage 11                      8001 proxies to 127.0.0.1:3000
+//! xps-check --stage 13                      sessions: proxy, file, nothing behind
 //! ```
 //!
 //! It never starts a server, so it works on any implementation, in C or in
@@ -19,6 +20,7 @@
 mod files;
 mod proxy;
 mod report;
+mod session;
 
 use report::{Tally, report, summary};
 use shared::checks::target::nothing_listens;
@@ -56,10 +58,12 @@ Options:
                    and memory from /proc (default: the process listening on
                    the first port, when HOST is this machine)
   --list           list the checks and exit
-  --stages         list the stages, one line each, and exit: NUMBER CRATE
-                   PROTOCOL, then send=blocks|buffers idle=quiet|spins
-                   memory=bounded|unbounded shutdown=graceful|none (for
-                   scripts such as tools/bench.sh)
+  --stages         list the stages, one line each, and exit, for scripts
+                   such as tools/bench.sh: NUMBER CRATE PROTOCOL, then
+                   send=blocks|buffers idle=quiet|spins
+                   memory=bounded|unbounded shutdown=graceful|none
+                   proxy=yes|no (the first port forwards to --upstream)
+                   file=yes|no (the second port serves a file)
   --timeout SECS   how long to wait for one reply (default 2, at most 60)
   --deadline SECS  how long one check may take in all (default 20, at most
                    600); a check that runs out of time fails
@@ -69,8 +73,10 @@ Options:
                    stops it for upstream-down; if yours runs (python3 -m
                    http.server 3000), upstream-down waits until it is stopped
   --sample FILE    stage 12 on: the file the second port serves (default:
-                   this workspace's stage12/public/sample.txt); the third
-                   port must refuse its file and send nothing
+                   this workspace's own, stageNN/public/sample.txt); in stage 12
+                   the third port must refuse its file and send nothing; from
+                   stage 13 the third and fourth have sessions with nothing
+                   behind them, and no port writes back
   --json           one JSON object per check (\"result\": \"pass\", \"note\" or
                    \"fail\"), then a summary object
   -h, --help       print this help
@@ -101,7 +107,8 @@ struct Options {
     json: bool,
     pid: Option<u32>,
     upstream: String,
-    sample: String,
+    /// `--sample`; `None`: the stage's own in this workspace.
+    sample: Option<String>,
 }
 
 fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option<Options>, String> {
@@ -117,7 +124,7 @@ fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option
         json: false,
         pid: None,
         upstream: "127.0.0.1:3000".to_string(),
-        sample: files::DEFAULT_SAMPLE.to_string(),
+        sample: None,
     };
     let mut args = Args::new(args);
     while let Some(flag) = args.next() {
@@ -132,7 +139,7 @@ fn parse_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Result<Option
             "--only" => options.only = Some(args.value(&flag)?),
             "--pid" => options.pid = Some(args.number(&flag, 1..=u32::MAX)?),
             "--upstream" => options.upstream = args.value(&flag)?,
-            "--sample" => options.sample = args.value(&flag)?,
+            "--sample" => options.sample = Some(args.value(&flag)?),
             "--timeout" => options.timeout = args.seconds(&flag, 60.0)?,
             "--deadline" => options.deadline = args.seconds(&flag, 600.0)?,
             _ => return Err(unknown(&flag)),
@@ -154,13 +161,15 @@ fn list_stages() {
             SendModel::Buffers => "buffers",
         };
         println!(
-            "{} {} {} send={send} idle={} memory={} shutdown={}",
+            "{} {} {} send={send} idle={} memory={} shutdown={} proxy={} file={}",
             stage.number,
             stage.crate_name,
             stage.protocol.name(),
             if stage.spins_when_idle { "spins" } else { "quiet" },
             if stage.unbounded_memory { "unbounded" } else { "bounded" },
             if stage.graceful_shutdown { "graceful" } else { "none" },
+            if stage.forwards_first_port { "yes" } else { "no" },
+            if stage.serves_files { "yes" } else { "no" },
         );
     }
 }
@@ -170,7 +179,15 @@ fn list() {
     for (check, _) in wire_checks() {
         println!("{:<15} {}", check.name, check.about);
     }
-    for check in [proxy::RESPONSES, proxy::DOWN, files::SAMPLE, files::OUTSIDE] {
+    let others = [
+        proxy::RESPONSES,
+        proxy::HALF_CLOSE,
+        proxy::DOWN,
+        files::SAMPLE,
+        files::OUTSIDE,
+        session::EMPTY,
+    ];
+    for check in others {
         println!("{:<15} {}", check.name, check.about);
     }
 }
@@ -203,8 +220,14 @@ fn main() -> ExitCode {
     };
     let only: Vec<&str> =
         options.only.as_deref().map_or(Vec::new(), |only| only.split(',').collect());
-    let proxy_names =
-        [proxy::RESPONSES.name, proxy::DOWN.name, files::SAMPLE.name, files::OUTSIDE.name];
+    let proxy_names = [
+        proxy::RESPONSES.name,
+        proxy::HALF_CLOSE.name,
+        proxy::DOWN.name,
+        files::SAMPLE.name,
+        files::OUTSIDE.name,
+        session::EMPTY.name,
+    ];
     if let Some(unknown) = only.iter().find(|name| {
         wire_checks().all(|(check, _)| check.name != **name) && !proxy_names.contains(*name)
     }) {
@@ -213,8 +236,6 @@ fn main() -> ExitCode {
         eprintln!("xps-check: no check named '{unknown}'; there are: {}", names.join(", "));
         return ExitCode::from(2);
     }
-    let selected: Vec<(&Check, WireCheck)> =
-        wire_checks().filter(|(check, _)| only.is_empty() || only.contains(&check.name)).collect();
     let all_addrs = match resolve(&options.host, &options.ports) {
         Ok(addrs) => addrs,
         Err(message) => {
@@ -227,6 +248,14 @@ fn main() -> ExitCode {
     // second and third serve files, with checks of their own too.
     let forwards = stage.forwards_first_port && all_addrs.len() > 1;
     let serves_files = stage.serves_files && all_addrs.len() > 3;
+    // From stage 13 no port writes back: the write-back checks have no
+    // port to run on (the stage tests run them through the proxy, in
+    // front of an upstream that writes back).
+    let sessions = stage.sessions && all_addrs.len() > 3;
+    let selected: Vec<(&Check, WireCheck)> = wire_checks()
+        .filter(|(check, _)| only.is_empty() || only.contains(&check.name))
+        .filter(|_| !sessions)
+        .collect();
     let addrs = if serves_files {
         all_addrs[3..].to_vec()
     } else if forwards {
@@ -262,17 +291,28 @@ fn main() -> ExitCode {
         println!(
             "checking stage {} ({}) on {} port {}",
             stage.number,
-            stage.protocol.name(),
+            if sessions { "sessions" } else { stage.protocol.name() },
             options.host,
             ports.join(", ")
         );
-        if forwards {
+        if forwards && !sessions {
             println!(
                 "port {} forwards to the upstream at {}: the write-back checks use the others",
                 options.ports[0], options.upstream
             );
         }
-        if serves_files {
+        if sessions {
+            println!(
+                "port {} forwards to the upstream at {}, port {} serves a file, ports {} and {} \
+                 have nothing behind their sessions: no port writes back, so the write-back \
+                 checks are not run",
+                options.ports[0],
+                options.upstream,
+                options.ports[1],
+                options.ports[2],
+                options.ports[3]
+            );
+        } else if serves_files {
             println!(
                 "ports {} and {} serve files: the write-back checks use port {}",
                 options.ports[1], options.ports[2], options.ports[3]
@@ -339,7 +379,11 @@ fn main() -> ExitCode {
         proxy::run(&all_addrs[0], upstream, wanted, &options, &mut tally);
     }
     if serves_files && stopped.is_none() {
-        files::run(&all_addrs[1], &all_addrs[2], wanted, &options, &mut tally);
+        let outside = (!sessions).then(|| all_addrs[2].as_slice());
+        files::run(&all_addrs[1], outside, wanted, &options, &mut tally);
+    }
+    if sessions && stopped.is_none() {
+        session::run(&all_addrs[2..4], wanted, &options, &mut tally);
     }
     summary(&tally, stopped.as_deref(), options.json);
     if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }

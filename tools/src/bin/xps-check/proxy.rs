@@ -15,7 +15,7 @@
 use crate::Options;
 use crate::report::{Tally, json_string, report};
 use colored::Colorize;
-use shared::checks::proxy::{responses_match, upstream_down};
+use shared::checks::proxy::{half_closed, responses_match, upstream_down};
 use shared::checks::{Check, Group, Run};
 use shared::upstream::Upstream;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -25,6 +25,14 @@ use std::time::{Duration, Instant};
 pub(crate) const RESPONSES: Check = Check {
     name: "proxy-responses",
     about: "official check (stage 11): /0 /1 /2 through the proxy equal them fetched directly",
+    group: Group::Proxy,
+    run: Run::Binary(shared::checks::proxy::proxy),
+};
+
+/// `half-close`, likewise.
+pub(crate) const HALF_CLOSE: Check = Check {
+    name: "half-close",
+    about: "a client that half-closes after its request still gets the whole response",
     group: Group::Proxy,
     run: Run::Binary(shared::checks::proxy::proxy),
 };
@@ -52,7 +60,7 @@ fn listening(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
 }
 
-/// Runs the two proxy checks (those `wanted` says) against the proxy port
+/// Runs the proxy checks (those `wanted` says) against the proxy port
 /// `proxy`, counting them in `tally`.
 pub(crate) fn run(
     proxy: &[SocketAddr],
@@ -77,6 +85,22 @@ pub(crate) fn run(
             }
         };
         report(&RESPONSES, &outcome, started.elapsed(), options);
+        tally.count(&outcome);
+    }
+    if wanted(HALF_CLOSE.name) {
+        let started = Instant::now();
+        let outcome = if theirs || ours.is_some() {
+            half_closed(proxy, upstream, options.timeout)
+        } else {
+            match start_ours(upstream) {
+                Ok(server) => {
+                    ours = Some(server);
+                    half_closed(proxy, upstream, options.timeout)
+                }
+                Err(failure) => Err(failure),
+            }
+        };
+        report(&HALF_CLOSE, &outcome, started.elapsed(), options);
         tally.count(&outcome);
     }
     if wanted(DOWN.name) {

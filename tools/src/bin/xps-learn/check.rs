@@ -57,6 +57,7 @@ impl Milestone {
                 Group::Log => "the log".to_string(),
                 Group::Proxy => "the course tester's proxy checks".to_string(),
                 Group::Files => "the course tester's file checks".to_string(),
+                Group::Sessions => "the ports with nothing behind their sessions".to_string(),
             },
             Milestone::StageTests { name } => format!("the stage's tests/{name}.rs"),
         }
@@ -100,6 +101,9 @@ pub fn milestones(
     }
     if stage.serves_files {
         list.push(Milestone::Checks(Group::Files));
+    }
+    if stage.sessions {
+        list.push(Milestone::Checks(Group::Sessions));
     }
     list.extend(first.into_iter().map(|name| Milestone::StageTests { name }));
     for group in [Group::Wire, Group::Cli, Group::Process, Group::Log, Group::Shutdown] {
