@@ -51,7 +51,12 @@
 #   RUNS=5 bash tools/bench-file.sh            more runs of each
 #   SIZE=256M bash tools/bench-file.sh         a smaller file
 #   SERVERS="stage12 nginx-off" bash tools/bench-file.sh
-#                                  only these rows (stage12 nginx-off nginx-on)
+#                                  only these rows (stage12 stage13 nginx-off
+#                                  nginx-on)
+#   SERVERS="stage12 stage13 nginx-off nginx-on" bash tools/bench-file.sh
+#                                  stage 13 too: the file reaches the client
+#                                  through a session; its target is at least
+#                                  0.9x stage 12, in the same run
 #   NGINX_OUTPUT_BUFFERS="1 128k" bash tools/bench-file.sh
 #                                  nginx (sendfile off) with other buffers
 #
@@ -82,7 +87,7 @@ fi
 BYTES=$(numfmt --from=iec "$SIZE" 2>/dev/null) || { note "SIZE: not a size: $SIZE"; exit 2; }
 if ((BYTES < 1)); then note "SIZE: must be at least one byte"; exit 2; fi
 
-cargo build --release --quiet -p stage12 -p tools # stage12, and mkdata for the file
+cargo build --release --quiet -p stage12 -p stage13 -p tools # the stages, and mkdata
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/xps-bench-file.XXXXXX")
 
@@ -233,11 +238,12 @@ add_row() {
 
 HTTP_GET=$'GET /sample.txt HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n'
 
-# stage12_ports FILE: true once stage 12 has announced its four ports.
-stage12_ports() { (($(grep -c 'Server listening on port ' "$1") >= 4)); }
+# stage_ports FILE: true once a stage has announced its four ports.
+stage_ports() { (($(grep -c 'Server listening on port ' "$1") >= 4)); }
 
-start_stage12() {
-    local out=$WORK/stage12.out fifo=$WORK/stage12.fifo
+# start_stage NAME (stage12 or stage13) LABEL
+start_stage() {
+    local name=$1 out=$WORK/$1.out fifo=$WORK/$1.fifo
     : >"$out"
     mkfifo "$fifo"
     # The log's first lines, up to the fourth port, to a file; the rest
@@ -254,24 +260,24 @@ start_stage12() {
         exec cat >/dev/null
     ) <"$fifo" &
     PIDS+=("$!")
-    (exec env -u XPS_DEBUG NO_COLOR=1 "$BIN/stage12" --ports 0,0,0,0 --public "$DIR") \
-        >"$fifo" 2>"$WORK/stage12.err" &
+    (exec env -u XPS_DEBUG NO_COLOR=1 "$BIN/$name" --ports 0,0,0,0 --public "$DIR") \
+        >"$fifo" 2>"$WORK/$name.err" &
     local pid=$!
     PIDS+=("$pid")
-    if ! wait_for 5 stage12_ports "$out" || ! kill -0 "$pid" 2>/dev/null; then
-        note "stage 12 did not start:"
-        cat "$out" "$WORK/stage12.err" >&2
+    if ! wait_for 5 stage_ports "$out" || ! kill -0 "$pid" 2>/dev/null; then
+        note "$name did not start:"
+        cat "$out" "$WORK/$name.err" >&2
         exit 1
     fi
     # The second port announced serves the file; the line before it says so.
     local port
     port=$(sed -n 's/.*Server listening on port \([0-9]*\).*/\1/p' "$out" | sed -n 2p)
     if ! grep -q "port $port serves sample.txt from " "$out"; then
-        note "stage 12's second port ($port) does not say it serves sample.txt:"
+        note "$name's second port ($port) does not say it serves sample.txt:"
         cat "$out" >&2
         exit 1
     fi
-    add_row stage12 "stage 12 (file port)" "$port" "$pid" ""
+    add_row "$name" "$2" "$port" "$pid" ""
 }
 
 # start_nginx NAME on|off
@@ -335,10 +341,11 @@ EOF
 
 for name in $SERVERS; do
     case $name in
-        stage12) start_stage12 ;;
+        stage12) start_stage stage12 "stage 12 (file port)" ;;
+        stage13) start_stage stage13 "stage 13 (file port, through a session)" ;;
         nginx-off) start_nginx nginx-off off ;;
         nginx-on) start_nginx nginx-on on ;;
-        *) note "SERVERS: no server called '$name' (stage12 nginx-off nginx-on)"; exit 2 ;;
+        *) note "SERVERS: no server called '$name' (stage12 stage13 nginx-off nginx-on)"; exit 2 ;;
     esac
 done
 if ((${#ROWS[@]} == 0)); then note "nothing to measure"; exit 1; fi
@@ -556,7 +563,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 cat <<EOF
 
 Machine: $(nproc) CPUs, $cpu, Linux $(uname -r); $(date -u '+%Y-%m-%d %H:%M UTC').
-Code: $(git rev-parse --short HEAD 2>/dev/null || echo "not a git checkout")$(git diff --quiet HEAD -- stage12 2>/dev/null || echo " (with uncommitted changes to stage12)"); stage 12 release build.
+Code: $(git rev-parse --short HEAD 2>/dev/null || echo "not a git checkout")$(git diff --quiet HEAD -- stage12 stage13 2>/dev/null || echo " (with uncommitted changes to the stages)"); release builds.
 Servers: stage 12${VERSIONS:+, nginx $VERSIONS (worker_processes 1)}; client: Python, recv_into() a 1 MiB buffer.
 Command: \`bash tools/bench-file.sh\` (RUNS=$RUNS SIZE=$SIZE): one client reads the $SIZE file from the
 page cache; median of $RUNS run(s) (lowest-highest); system calls counted with $COUNTER over one transfer.
@@ -595,6 +602,26 @@ if [[ -n ${PID[stage12]:-} ]]; then
         MISSED+=("stage 12's RSS growth during a transfer: $rss KiB, target < $RSS_TARGET_KIB KiB")
     else
         echo "Stage 12's RSS growth during a transfer: $rss KiB (target < $RSS_TARGET_KIB KiB): met."
+    fi
+fi
+# Stage 13: at least 0.9x stage 12 in this run, within the same memory.
+if [[ -n ${PID[stage13]:-} ]]; then
+    # shellcheck disable=SC2086
+    ours13=$(plain ${R[stage13,mibs]:-})
+    if [[ -n ${PID[stage12]:-} && -n $ours13 && -n $OURS ]]; then
+        r=$(ratio "$ours13" "$OURS")
+        echo "stage 13 / stage 12 (median MiB/s): $r."
+        if awk -v r="${r%x}" 'BEGIN { exit !(r < 0.9) }'; then
+            MISSED+=("stage 13: ${r} stage 12, target 0.9x")
+        fi
+    else
+        echo "No stage 12 row: stage 13 was not compared with anything."
+    fi
+    # shellcheck disable=SC2086
+    rss=$(largest_kib ${R[stage13,rss]:-})
+    rss=${rss%% *}
+    if [[ ! $rss =~ ^-?[0-9]+$ ]] || ((rss >= RSS_TARGET_KIB)); then
+        MISSED+=("stage 13's RSS growth during a transfer: $rss KiB, target < $RSS_TARGET_KIB KiB")
     fi
 fi
 if ((${#MISSED[@]} > 0)); then

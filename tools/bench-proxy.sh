@@ -39,7 +39,13 @@
 #   bash tools/bench-proxy.sh               the table (a minute and a half)
 #   RUNS=5 SECS=3 bash tools/bench-proxy.sh more and longer runs
 #   PROXIES="stage11 nginx" bash tools/bench-proxy.sh    only these rows
-#                                 (none stage11 stage11-file other nginx haproxy)
+#                                 (none stage11 stage11-file stage12 stage13
+#                                 other nginx haproxy)
+#   PROXIES="none stage11 stage12 stage13 nginx haproxy" bash tools/bench-proxy.sh
+#                                 stages 11, 12 and 13 side by side: stage
+#                                 13's proxy goes through a session; its
+#                                 target is at least 0.9x stage 11 on each
+#                                 rate, in the same run
 #   LOGFILE=1 bash tools/bench-proxy.sh     also stage 11 with its log in a file
 #   BULK=200M bash tools/bench-proxy.sh     a smaller bulk transfer
 #   PROFILE=dir bash tools/bench-proxy.sh   also `perf record -g` each proxy
@@ -72,7 +78,7 @@ SYSCALL_SECS=${SYSCALL_SECS:-1}  # seconds of each syscall-counting run
 
 note() { echo "bench-proxy.sh: $*" >&2; }
 
-cargo build --release --quiet -p tools -p stage11
+cargo build --release --quiet -p tools -p stage11 -p stage12 -p stage13
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/xps-bench-proxy.XXXXXX")
 
@@ -271,13 +277,21 @@ for name in $PROXIES; do
         none) start_none ;;
         stage11) start_stage11 stage11 /dev/null "stage 11 (log to /dev/null)" ;;
         stage11-file) start_stage11 stage11-file "$WORK/stage11.log" "stage 11 (log in a file)" ;;
+        # Stages 12 and 13 on one port: the first, the proxy.
+        stage12) start_stage11 stage12 /dev/null "stage 12 (log to /dev/null)" "$BIN/stage12" ;;
+        stage13) start_stage11 stage13 /dev/null "stage 13, sessions (log to /dev/null)" \
+            "$BIN/stage13" ;;
         other)
             if [[ ! -x $OTHER ]]; then note "OTHER: $OTHER is not an executable"; exit 2; fi
             start_stage11 other /dev/null "other: $OTHER" "$OTHER"
             ;;
         nginx) start_nginx ;;
         haproxy) start_haproxy ;;
-        *) note "PROXIES: no proxy called '$name' (none stage11 stage11-file other nginx haproxy)"; exit 2 ;;
+        *)
+            note "PROXIES: no proxy called '$name' (none stage11 stage11-file stage12 stage13 other" \
+                "nginx haproxy)"
+            exit 2
+            ;;
     esac
 done
 if ((${#ROWS[@]} == 0)); then note "nothing to measure"; exit 1; fi
@@ -520,7 +534,7 @@ done
 cat <<EOF
 
 Machine: $(nproc) CPUs, $cpu, Linux $(uname -r); $(date -u '+%Y-%m-%d %H:%M UTC').
-Code: $(git rev-parse --short HEAD 2>/dev/null || echo "not a git checkout")$(git diff --quiet HEAD -- stage11 2>/dev/null || echo " (with uncommitted changes to stage11)"); stage 11 release build.
+Code: $(git rev-parse --short HEAD 2>/dev/null || echo "not a git checkout")$(git diff --quiet HEAD -- stage11 stage12 stage13 2>/dev/null || echo " (with uncommitted changes to the stages)"); release builds.
 Proxies: ${versions:-nginx and haproxy not measured; }upstream: xps-upstream --epoll (one thread).
 Command: \`bash tools/bench-proxy.sh\` (RUNS=$RUNS SECS=$SECS MSG=$MSG BULK=$BULK): median of $RUNS run(s)
 (lowest-highest); system calls counted with $COUNTER over ${SYSCALL_SECS} s runs of their own.
@@ -572,9 +586,40 @@ if [[ -n ${PID[stage11]:-} ]]; then
         echo "No nginx row: stage 11's rates were not compared with anything."
     fi
 fi
+# Stage 13's target: at least 0.9x stage 11 on each rate, and the same
+# memory bound, in this run.
+if [[ -n ${PID[stage13]:-} ]]; then
+    # shellcheck disable=SC2086
+    rss=$(largest_kib ${R[stage13,rss]:-})
+    rss=${rss%% *}
+    if [[ ! $rss =~ ^[0-9]+$ ]] || ((rss >= 4096)); then
+        MISSED+=("stage 13's RSS growth during the bulk transfer: ${rss} KiB, target < 4096 KiB")
+    fi
+    if [[ -n ${PID[stage11]:-} ]]; then
+        line="stage 13 / stage 11 (medians):"
+        for figure in rate1:"msgs/s, 1 client" rate100:"msgs/s, 100 clients" bulk:"bulk MiB/s"; do
+            key=${figure%%:*} what=${figure#*:}
+            # shellcheck disable=SC2086
+            ours=$(plain ${R[stage13,$key]:-}) theirs=$(plain ${R[stage11,$key]:-})
+            if [[ -z $ours || -z $theirs ]]; then
+                MISSED+=("stage 13, $what: not measured")
+                line+=" $what n/a;"
+                continue
+            fi
+            ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2f", a / b }')
+            line+=" $what ${ratio}x;"
+            if awk -v r="$ratio" 'BEGIN { exit !(r < 0.9) }'; then
+                MISSED+=("stage 13, $what: ${ratio}x stage 11, target 0.9x")
+            fi
+        done
+        echo "${line%;}."
+    else
+        echo "No stage 11 row: stage 13's rates were not compared with anything."
+    fi
+fi
 if ((${#MISSED[@]} > 0)); then
     echo
-    echo "${#MISSED[@]} target(s) of stage 11 missed:"
+    echo "${#MISSED[@]} target(s) missed:"
     printf -- '- %s\n' "${MISSED[@]}"
     exit 1
 fi

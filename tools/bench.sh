@@ -24,6 +24,29 @@
 # memory=bounded: stage 10); stages 8 and 9 queue everything by design,
 # and stages 6 and 7 stop reading because they block.
 #
+# Stages 11-13: through the proxy, to xps-upstream --epoll. A stage whose
+# first port is a reverse proxy (proxy=yes in the table) answers nothing
+# itself: one echo, `xps-upstream --epoll` (a process of its own, as in
+# tools/bench-proxy.sh), is started for the whole run, and each such stage
+# gets it as --upstream, so that every figure of the stage is taken through
+# the proxy to that echo and back (the echo writes back: xps-bench checks
+# the replies as for stage 10). The CPU, memory and system calls are the
+# proxy's alone. Each idle client then costs the proxy two connections,
+# its own and the upstream's: a proxy stage gets IDLE/2 idle clients, so
+# that it holds as many connections as the other stages (the idle rows
+# count clients). Stage 7's targets for system calls per message and
+# memory per idle connection, set for one connection that echoes, do not
+# apply to a proxy (a message crosses two connections; a client costs its
+# pipes and session too); the others do.
+#
+# A stage with a file port (file=yes: stages 12 and 13) has a row more:
+# on a fresh server started with --ports 0,0 --public DIR, one client
+# reads DIR/sample.txt ($FILE_SIZE of random bytes from mkdata, made once
+# per run and read once into the page cache) from the second port to EOF,
+# with tools/bench-file.sh's Python client (python3). The row has no
+# target; a transfer that does not bring the file's exact size says
+# "wrong bytes" and counts as missed, as does one that could not be made.
+#
 #   bash tools/bench.sh                 everything (about a minute a stage)
 #   SECS=2 LONG=10 bash tools/bench.sh  shorter runs
 #   STAGES="7 8" bash tools/bench.sh    only these stages
@@ -33,9 +56,13 @@
 #   KEEP=dir bash tools/bench.sh        also keep strace's tables in dir
 #   FLOOD=200M bash tools/bench.sh      a smaller flood (stages 8 and 9 take
 #                                       that much memory; default 1G)
+#   FILE_SIZE=256M bash tools/bench.sh  a smaller file for the file row
+#                                       (default 1G; $TMPDIR or /tmp needs
+#                                       that much free)
 #
 # Servers listen on 127.0.0.1 only, on ports the OS picks (--ports 0), so
-# they never clash with a server you have running on 8001-8004. Every wait
+# they never clash with a server you have running on 8001-8004; so does
+# the upstream, on a port the OS picks. Every wait
 # is bounded, and every process started here is stopped on exit, even on
 # failure or Ctrl+C. Needs strace (apt-get install strace) for the syscall
 # rows; without it they say "n/a".
@@ -48,13 +75,15 @@ LONG=${LONG:-30}     # seconds of the memory-growth run
 MSG=${MSG:-64}       # bytes per message
 STAGES=${STAGES:-}   # the stage numbers to measure (default: every stage)
 FLOOD=${FLOOD:-1G}   # what one client sends without reading, at most
+FILE_SIZE=${FILE_SIZE:-1G}  # the file a file port serves (K, M, G: powers of 1024)
 TARGETS_FROM=7       # the first stage the targets apply to (see above)
 
 cargo build --release --quiet -p tools
 BIN=${CARGO_TARGET_DIR:-target}/release
 
 # The stage table: NUMBERS in order, and for each number its crate and its
-# properties (" send=blocks idle=quiet memory=bounded shutdown=graceful ").
+# properties (" send=blocks idle=quiet memory=bounded shutdown=graceful
+# proxy=no file=no ").
 NUMBERS=()
 declare -A CRATE PROPS
 while read -r number crate _protocol props; do
@@ -75,6 +104,19 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/xps-bench.XXXXXX")
 
 # has NUMBER PROPERTY: true if that stage's row says PROPERTY (idle=spins...).
 has() { [[ ${PROPS[$1]} == *" $2 "* ]]; }
+
+# Whether any stage measured is a proxy (it needs the upstream), or has a
+# file port (it needs the file).
+ANY_PROXY=0 ANY_FILE=0
+for number in "${NUMBERS[@]}"; do
+    if has "$number" proxy=yes; then ANY_PROXY=1; fi
+    if has "$number" file=yes; then ANY_FILE=1; fi
+done
+if ((ANY_FILE)); then
+    FILE_BYTES=$(numfmt --from=iec "$FILE_SIZE" 2>/dev/null) ||
+        { echo "bench.sh: FILE_SIZE: not a size: $FILE_SIZE" >&2; exit 2; }
+    if ((FILE_BYTES < 1)); then echo "bench.sh: FILE_SIZE: must be at least one byte" >&2; exit 2; fi
+fi
 
 # Every process started here, to be stopped on the way out.
 PIDS=()
@@ -105,24 +147,142 @@ wait_for() {
 field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# shellcheck disable=SC2012 # the names in /proc/PID/fd are numbers
 fd_count() { ls "/proc/$1/fd" | wc -l; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 has_fds() { (($(fd_count "$1") >= $2)); }
 fds_at_most() { (($(fd_count "$1") <= $2)); }
-port_known() { grep -q 'Server listening on port' "$1"; }
+# ports_known LOG N: true once the server has announced N ports.
+ports_known() { (($(grep -c 'Server listening on port' "$1") >= $2)); }
 
-# start_server STAGE: starts it on a free port with the fd limit raised to
-# the hard limit (the servers do not raise it themselves) and stdout in a
-# file. Sets SERVER and PORT.
+# The fds a server (or the upstream) may need: an active or idle client is
+# one connection, and two at a proxy (its own and the upstream's); and a few
+# of the server's own.
+NEED_FDS=$((IDLE + (ANY_PROXY + 1) * 100 + 64))
+# raise_fds: the fd limit of this (sub)shell raised to the hard limit (the
+# servers do not raise it themselves), and beyond it to NEED_FDS if that is
+# more and this shell may (root with CAP_SYS_RESOURCE).
+raise_fds() {
+    ulimit -n "$(ulimit -Hn)" || return
+    if [[ $(ulimit -n) != unlimited ]] && (($(ulimit -n) < NEED_FDS)); then
+        ulimit -n "$NEED_FDS" 2>/dev/null || true
+    fi
+}
+# What the servers get. Where it is short of what a stage needs, its
+# figures with $IDLE idle clients say so (see measure).
+FD_LIMIT=$(raise_fds && ulimit -n)
+if [[ $FD_LIMIT != unlimited ]] && ((FD_LIMIT < NEED_FDS)); then
+    why=""
+    if ((ANY_PROXY)); then why=" (two a client at a proxy)"; fi
+    note "the servers may need $NEED_FDS fds for $IDLE idle clients$why, but their limit is" \
+        "$FD_LIMIT (the hard limit, which only root with CAP_SYS_RESOURCE can raise): the idle" \
+        "figures may fall short (IDLE=smaller)"
+fi
+
+# The upstream of the proxy stages, one for the whole run: an echo in a
+# process of its own, on a port the OS picks (as in tools/bench-proxy.sh).
+if ((ANY_PROXY)); then
+    (raise_fds && exec "$BIN/xps-upstream" --epoll) >"$WORK/upstream.out" 2>&1 &
+    UPSTREAM_PID=$!
+    PIDS+=("$UPSTREAM_PID")
+    wait_for 5 grep -q ' on 127\.0\.0\.1:[0-9]' "$WORK/upstream.out" ||
+        { note "xps-upstream did not start:"; cat "$WORK/upstream.out" >&2; exit 1; }
+    UPSTREAM=127.0.0.1:$(sed -n 's/.* on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/upstream.out" | head -1)
+    note "upstream of the proxy stages: xps-upstream --epoll on $UPSTREAM"
+fi
+
+# The file of the file ports, once for the run, as tools/bench-file.sh
+# makes it: random bytes from mkdata (nothing sparse or compressible),
+# readable by anyone (a stage serves no other), then read once so that
+# every transfer reads it from the page cache. And bench-file.sh's client.
+PUBLIC=$WORK/public
+if ((ANY_FILE)); then
+    mkdir -p "$PUBLIC"
+    FILE=$PUBLIC/sample.txt
+    avail=$(df --output=avail -B1 "$WORK" | tail -1)
+    if ((avail < FILE_BYTES + (64 << 20))); then
+        note "$WORK has $((avail >> 20)) MiB free; the file needs $FILE_SIZE (TMPDIR=elsewhere, or FILE_SIZE=smaller)"
+        exit 1
+    fi
+    note "writing $FILE_SIZE of random bytes to $FILE"
+    "$BIN/mkdata" "$FILE" "$FILE_BYTES" >"$WORK/mkdata.out" 2>&1 ||
+        { note "mkdata failed:"; cat "$WORK/mkdata.out" >&2; exit 1; }
+    if [[ $(stat -c %s "$FILE") != "$FILE_BYTES" ]]; then note "mkdata wrote the wrong size"; exit 1; fi
+    chmod 755 "$PUBLIC"
+    chmod 644 "$FILE"
+    cat "$FILE" >/dev/null
+    # Connects to 127.0.0.1:PORT, sends the request if there is one (none
+    # here: a file port sends its file to whoever connects), reads until
+    # EOF into a 1 MiB page-aligned buffer, and prints "BODY_BYTES SECONDS
+    # STATUS" (status "-" without a request). With --copy it also writes
+    # the body to stdout. The same as tools/bench-file.sh's.
+    cat >"$WORK/reader.py" <<'EOF'
+import mmap, socket, sys, time
+
+port = int(sys.argv[1])
+request = sys.argv[2].encode() if len(sys.argv) > 2 and sys.argv[2] else b""
+copy = "--copy" in sys.argv[3:]
+out = sys.stdout.buffer
+buf = mmap.mmap(-1, 1 << 20)
+view = memoryview(buf)
+start = time.perf_counter()
+sock = socket.create_connection(("127.0.0.1", port))
+if request:
+    sock.sendall(request)
+status, body = "-", 0
+if request:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        n = sock.recv_into(view)
+        if not n:
+            break
+        head += bytes(view[:n])
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        print(0, 0, "no-headers")
+        sys.exit(0)
+    status = head.split(b" ", 2)[1].decode(errors="replace")
+    body = len(head) - end - 4
+    if copy:
+        out.write(head[end + 4:])
+while True:
+    n = sock.recv_into(view)
+    if not n:
+        break
+    body += n
+    if copy:
+        out.write(view[:n])
+seconds = time.perf_counter() - start
+if copy:
+    out.flush()
+    print(body, f"{seconds:.6f}", status, file=sys.stderr)
+else:
+    print(body, f"{seconds:.6f}", status)
+EOF
+fi
+
+# start_server NUMBER [PORTS]: starts that stage on ports the OS picks
+# (PORTS: 0 by default; 0,0 for a file port too, given --public $PUBLIC)
+# with the fd limit raised (raise_fds) and stdout in a file; a proxy stage
+# gets --upstream $UPSTREAM. Sets SERVER, PORT (the first port) and
+# SERVER_PORTS (every port, in order).
 start_server() {
-    local log=$WORK/$1.log
+    local crate=${CRATE[$1]} ports=${2:-0}
+    local log=$WORK/$crate.log args=(--host 127.0.0.1 --ports "$ports") n
+    n=$(tr ',' '\n' <<<"$ports" | wc -l)
+    if has "$1" proxy=yes; then
+        # A dead upstream would make every figure an error.
+        kill -0 "$UPSTREAM_PID" 2>/dev/null || { note "xps-upstream has died:"; cat "$WORK/upstream.out" >&2; exit 1; }
+        args+=(--upstream "$UPSTREAM")
+    fi
+    if ((n > 1)) && has "$1" file=yes; then args+=(--public "$PUBLIC"); fi
     : >"$log"
-    (ulimit -n "$(ulimit -Hn)" && exec env NO_COLOR=1 "$BIN/$1" --host 127.0.0.1 --ports 0) \
-        >>"$log" 2>&1 &
+    (raise_fds && exec env NO_COLOR=1 "$BIN/$crate" "${args[@]}") >>"$log" 2>&1 &
     SERVER=$!
     PIDS+=("$SERVER")
-    wait_for 5 port_known "$log" || { note "$1 did not start:"; cat "$log" >&2; exit 1; }
-    PORT=$(sed -n 's/.*Server listening on port \([0-9]*\).*/\1/p' "$log" | head -1)
+    wait_for 5 ports_known "$log" "$n" || { note "$crate did not start:"; cat "$log" >&2; exit 1; }
+    mapfile -t SERVER_PORTS < <(sed -n 's/.*Server listening on port \([0-9]*\).*/\1/p' "$log")
+    PORT=${SERVER_PORTS[0]}
     LOG=$log
 }
 
@@ -170,12 +330,12 @@ bench_bg() {
     PIDS+=("$BG")
 }
 
-# wait_bg SECONDS: waits that long at most for it; sets BG_RESULT.
+# wait_bg SECONDS: waits that long at most for it (its output stays in
+# $WORK/bg.out).
 wait_bg() {
     timeout "$1" bash -c "while kill -0 $BG 2>/dev/null; do sleep 0.05; done" ||
         kill -KILL "$BG" 2>/dev/null || true
     wait "$BG" 2>/dev/null || true
-    BG_RESULT=$(grep '^result: ' "$WORK/bg.out" || echo "result: ")
 }
 
 # strace_run NAME CONNS: counts the server's system calls with strace -c -f
@@ -271,13 +431,53 @@ flood() {
 
 declare -A R # R[stage number,figure] = value
 
+# file_rate NUMBER: on a fresh server of that stage with its file port
+# (--ports 0,0 --public $PUBLIC), one client reads the file to EOF; sets
+# R[NUMBER,file] to its MiB/s, or to why there is none.
+file_rate() {
+    local s=$1 stage=${CRATE[$1]} signal=$2
+    if ! command -v python3 >/dev/null; then R[$s,file]="n/a (no python3)"; return; fi
+    start_server "$s" 0,0
+    # The second port announced serves the file; the line before it says so.
+    local port=${SERVER_PORTS[1]:-} out bytes seconds
+    if [[ -z $port ]] || ! grep -q "port $port serves sample.txt from " "$LOG"; then
+        note "$stage's second port (${port:-none}) does not say it serves sample.txt:"
+        cat "$LOG" >&2
+        R[$s,file]="n/a (no file port)"
+        stop_server "$signal"
+        return
+    fi
+    out=$(timeout 300 python3 "$WORK/reader.py" "$port" "" 2>&1) || true
+    : >"$LOG"
+    read -r bytes seconds _ <<<"$out" || true
+    if [[ $bytes != "$FILE_BYTES" ]]; then
+        note "$stage: the file port sent ${bytes:-nothing} bytes of $FILE_BYTES: $out"
+        R[$s,file]="wrong bytes (${bytes:-nothing} of $FILE_BYTES)"
+    else
+        R[$s,file]=$(awk -v b="$bytes" -v t="$seconds" 'BEGIN { printf "%.0f (%.2f s)", b / 1048576 / t, t }')
+    fi
+    stop_server "$signal"
+}
+
 # measure NUMBER: every figure of that stage, into R[NUMBER,...].
 measure() {
     local s=$1 stage=${CRATE[$1]} signal=TERM
     if has "$s" shutdown=graceful; then signal=INT; fi
+    # At a proxy each client has two connections, its own and the
+    # upstream's: it gets half as many idle clients, so that it holds as
+    # many connections as the other stages, and the idle figures count
+    # clients.
+    local per=1 clients="connections" short="" need idle=$IDLE
+    if has "$s" proxy=yes; then
+        per=2 clients="clients, each with its upstream connection" idle=$((IDLE / 2))
+    fi
+    need=$((per * (idle + 100) + 64))
+    if [[ $FD_LIMIT != unlimited ]] && ((FD_LIMIT < need)); then
+        short=" (fd limit $FD_LIMIT, under the $need needed)"
+    fi
     STAGE=$s
     note "$stage: starting"
-    start_server "$stage"
+    start_server "$s"
     local base_fds; base_fds=$(fd_count "$SERVER")
 
     R[$s,idle_cpu]=$(idle_cpu)
@@ -304,16 +504,16 @@ measure() {
     R[$s,server_cpu]=$(awk -v c="$((c1 - c0))" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
         'BEGIN { printf "%.0f", 100 * c / hz / (t1 - t0) }')
     R[$s,cpu]="${R[$s,server_cpu]} / ${R[$s,bench_cpu]}"
-    result=$(bench --conns 100 --idle "$IDLE" --seconds "$SECS")
-    R[$s,idle_rate]=$(field "$result" msgs_per_s)
+    result=$(bench --conns 100 --idle "$idle" --seconds "$SECS")
+    R[$s,idle_rate]=$(field "$result" msgs_per_s)$short
     R[$s,idle_open]=$(field "$result" idle_open)
     # Let the server close the idle connections before going on.
     wait_for 30 fds_at_most "$SERVER" $((base_fds + 1)) || note "$stage: connections still open"
     result=$(bench --conns 100 --seconds "$SECS")
     R[$s,after]=$(field "$result" msgs_per_s)
-    R[$s,ratio]=$(awk -v a="$alone1" -v i="${R[$s,idle_rate]}" \
-        'BEGIN { printf "%.2f (%.0f / %.0f)", i / a, i, a }')
-    note "$stage: 100 active + $IDLE idle: ratio ${R[$s,ratio]}"
+    R[$s,ratio]=$(awk -v a="$alone1" -v i="${R[$s,idle_rate]%% *}" \
+        'BEGIN { printf "%.2f (%.0f / %.0f)", i / a, i, a }')$short
+    note "$stage: 100 active + $idle idle: ratio ${R[$s,ratio]}"
 
     R[$s,sys1]=$(strace_run "$stage-1" 1)
     R[$s,sys100]=$(strace_run "$stage-100" 100)
@@ -335,18 +535,18 @@ measure() {
     # runs made the allocator keep would hide the cost): before, and with
     # IDLE + 1 connections open.
     stop_server "$signal"
-    start_server "$stage"
+    start_server "$s"
     local rss0 rss1 open
     rss0=$(rss_kb "$SERVER")
-    bench_bg --conns 1 --idle "$IDLE" --seconds 60 --timeout 10
-    if wait_for 60 has_fds "$SERVER" $((base_fds + IDLE + 1)); then
+    bench_bg --conns 1 --idle "$idle" --seconds 60 --timeout 10
+    if wait_for 60 has_fds "$SERVER" $((base_fds + per * (idle + 1))); then
         sleep 0.2
         rss1=$(rss_kb "$SERVER")
-        open=$(($(fd_count "$SERVER") - base_fds))
-        R[$s,rss_idle]=$(awk -v a="$rss0" -v b="$rss1" -v n="$open" \
-            'BEGIN { printf "%.0f B (%d -> %d KiB, %d connections)", (b - a) * 1024 / n, a, b, n }')
+        open=$((($(fd_count "$SERVER") - base_fds) / per))
+        R[$s,rss_idle]=$(awk -v a="$rss0" -v b="$rss1" -v n="$open" -v what="$clients" \
+            'BEGIN { printf "%.0f B (%d -> %d KiB, %d %s)", (b - a) * 1024 / n, a, b, n, what }')
     else
-        R[$s,rss_idle]="n/a (only $(($(fd_count "$SERVER") - base_fds)) connections)"
+        R[$s,rss_idle]="n/a (only $((($(fd_count "$SERVER") - base_fds) / per)) $clients)$short"
         note "$stage: the idle connections did not all open:"; cat "$WORK/bg.out" >&2
         open=0
     fi
@@ -359,19 +559,27 @@ measure() {
     # Its connections are gone now: it ends on its own.
     kill -CONT "$BG" 2>/dev/null || true
     if has "$s" shutdown=graceful; then
-        R[$s,shutdown]="$STOP_MS ms, exit status $STOP_STATUS ($open connections)"
+        R[$s,shutdown]="$STOP_MS ms, exit status $STOP_STATUS ($open $clients)$short"
         R[$s,stop]=$STOP_MS R[$s,stop_status]=$STOP_STATUS
     else
         R[$s,shutdown]="n/a (no handler)"
     fi
-    note "$stage: SIG$signal with $open connections: ${R[$s,shutdown]}"
+    note "$stage: SIG$signal with $open $clients: ${R[$s,shutdown]}"
     wait_bg 15
 
     # A client that sends up to $FLOOD and never reads, on a fresh server.
-    start_server "$stage"
+    start_server "$s"
     flood "$s"
     note "$stage: VmRSS growth under a $FLOOD flood never read: ${R[$s,flood]}"
     stop_server "$signal"
+
+    # One client reads the file from the file port, on a fresh server.
+    if has "$s" file=yes; then
+        file_rate "$s" "$signal"
+        note "$stage: file port, MiB/s reading $FILE_SIZE from the page cache: ${R[$s,file]}"
+    else
+        R[$s,file]="n/a (no file port)"
+    fi
 }
 
 for number in "${NUMBERS[@]}"; do measure "$number"; done
@@ -384,7 +592,12 @@ applies() {
         # A stage that spins when idle wakes for every open connection:
         # it cannot even accept 10,000 idle clients in time, so nothing
         # that needs them (or counts its system calls) has a target.
-        ratio | sys1 | sys100 | rss_idle | idle_cpu) ! has "$s" idle=spins ;;
+        ratio | idle_cpu) ! has "$s" idle=spins ;;
+        # The same; and a message crosses two connections at a proxy, and a
+        # client costs its pipes (and from stage 13 its session) besides
+        # its sockets: stage 7's targets for one echoing connection do not
+        # apply there.
+        sys1 | sys100 | rss_idle) ! has "$s" idle=spins && ! has "$s" proxy=yes ;;
         # Only a stage with pipes bounds what a client that never reads
         # costs; stages 6 and 7 stop reading because they block.
         flood) has "$s" memory=bounded && has "$s" send=buffers ;;
@@ -406,6 +619,31 @@ row() {
     echo "$line $target |"
 }
 
+# The file's size for the row's label: "1 GiB", "64 MiB"...
+file_label() {
+    awk -v b="${FILE_BYTES:-$(numfmt --from=iec "$FILE_SIZE" 2>/dev/null || echo 0)}" 'BEGIN {
+        if (b >= 1073741824 && b % 1073741824 == 0) printf "%d GiB\n", b / 1073741824
+        else if (b >= 1048576 && b % 1048576 == 0) printf "%d MiB\n", b / 1048576
+        else if (b >= 1024 && b % 1024 == 0) printf "%d KiB\n", b / 1024
+        else printf "%d bytes\n", b }'
+}
+
+# What the proxy and file stages measured were given, for the notes.
+NOTES=""
+if ((ANY_PROXY)); then
+    NOTES+="Stages with a proxy (proxy=yes; stages 11-13): through the proxy, to xps-upstream --epoll
+(one echo in a process of its own, on $UPSTREAM, for the whole run): every figure is
+the proxy's in front of it; it gets IDLE/2 idle clients, each with its upstream connection
+(as many connections as the others hold), and no target on syscalls or memory per connection.
+"
+fi
+if ((ANY_FILE)); then
+    NOTES+="Stages with a file port (file=yes; stages 12-13): on a fresh server with --ports 0,0 --public DIR,
+one client (tools/bench-file.sh's, python3) reads DIR/sample.txt, $FILE_SIZE of random bytes in the page
+cache, from the second port to EOF; no target, but a transfer short of the file's size is missed.
+"
+fi
+
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 header="| figure |" rule="|---|"
 for s in "${NUMBERS[@]}"; do header+=" stage $s |" rule+="---|"; done
@@ -415,12 +653,13 @@ Machine: $(nproc) CPUs, $cpu, Linux $(uname -r); $(date -u '+%Y-%m-%d %H:%M UTC'
 Code: $(if git rev-parse --short HEAD 2>/dev/null; then
     git diff --quiet HEAD -- "${CRATES[@]}" || echo "(with uncommitted changes to the stages)"
 else echo "not a git checkout"; fi | tr '\n' ' ')
-Command: \`bash tools/bench.sh\` (SECS=$SECS IDLE=$IDLE LONG=$LONG MSG=$MSG FLOOD=$FLOOD): release builds,
+Command: \`bash tools/bench.sh\` (SECS=$SECS IDLE=$IDLE LONG=$LONG MSG=$MSG FLOOD=$FLOOD FILE_SIZE=$FILE_SIZE): release builds,
 servers on 127.0.0.1 with stdout to a file, \`xps-bench --msg-size $MSG --seconds $SECS\`.
 Targets apply from stage $TARGETS_FROM on, where the stage table gives them a meaning: no
 idle-connection or system-call target for a stage that spins when idle, no
 shutdown target for one without a graceful shutdown.
-
+${NOTES:+
+$NOTES}
 $header target |
 $rule---|
 EOF
@@ -440,6 +679,7 @@ row "VmRSS per idle connection" rss_idle "≤ 256 B"
 row "VmRSS growth, 100 active for $LONG s" growth "none"
 row "VmRSS growth, one client sends $FLOOD and never reads" flood "≤ 4096 KiB"
 row "SIGINT (SIGTERM if no handler) with $IDLE+ connections open" shutdown "status 0 in ≤ 250 ms"
+row "file MiB/s ($(file_label) from the page cache)" file ""
 
 # Each stage's figures against the targets that apply to it.
 MISSED=()
@@ -468,6 +708,11 @@ for s in "${NUMBERS[@]}"; do
     check "$s" stop "exit after SIGINT with $IDLE+ connections open (ms)" '<=' 250
     if applies "$s" stop && [[ ${R[$s,stop_status]:-} != 0 ]]; then
         MISSED+=("stage $s, exit status after SIGINT: ${R[$s,stop_status]:-none}, target 0")
+    fi
+    # The file row has no target, but a transfer that did not bring the
+    # file (or could not be made) is missed.
+    if has "$s" file=yes && [[ ! ${R[$s,file]:-} =~ ^[0-9] ]]; then
+        MISSED+=("stage $s, file MiB/s: ${R[$s,file]:-not measured}")
     fi
 done
 if ((${#MISSED[@]} > 0)); then
