@@ -881,38 +881,49 @@ pub(crate) mod tests {
         let (id, pipe, client) = connect_client(&mut core);
         // A writer thread sends up to 32 MiB, far more than the pipe and
         // both sockets' buffers hold, until told to stop; the client never
-        // reads. It notes whether its last write found no room at all.
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = std::sync::Arc::clone(&stop);
+        // reads. `blocked` says whether its last write found no room at all.
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let blocked = std::sync::Arc::new(AtomicBool::new(false));
+        let (stopped, blocked_now) =
+            (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&blocked));
         let writer = std::thread::spawn(move || {
             let mut client = client;
             client.set_write_timeout(Some(Duration::from_millis(20))).unwrap();
             let chunk = [b'x'; 64 * 1024];
-            let (mut sent, mut blocked) = (0, false);
-            while sent < 32 << 20 && !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut sent = 0;
+            while sent < 32 << 20 && !stopped.load(Ordering::Relaxed) {
                 match client.write(&chunk) {
-                    Ok(n) => (sent, blocked) = (sent + n, false),
+                    Ok(n) => {
+                        sent += n;
+                        blocked_now.store(false, Ordering::Relaxed);
+                    }
                     Err(err)
                         if matches!(
                             err.kind(),
                             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                         ) =>
                     {
-                        blocked = true;
+                        blocked_now.store(true, Ordering::Relaxed);
                     }
                     Err(err) => panic!("the writer failed: {err}"),
                 }
             }
-            (client, sent, blocked)
+            (client, sent)
         });
-        // Run the loop until the pipe is full and the sink stuck, then give
-        // the writer a moment to fill the socket buffers and find no room.
+        // Run the loop until the pipe is full and the sink stuck, then let
+        // the writer fill the socket buffers until it finds no room (on a
+        // busy machine that can take a while: wait for it, within limits).
         assert!(run_until(&mut core, |core| {
             !core.pipes.get(pipe).unwrap().is_writable() && !sink_ready(core, id)
         }));
-        std::thread::sleep(Duration::from_millis(100));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (client, sent, blocked) = writer.join().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !blocked.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (client, sent) = writer.join().unwrap();
+        let blocked = blocked.load(Ordering::Relaxed);
         assert!(blocked && sent < 32 << 20, "the client was never stopped ({sent} bytes sent)");
         let pipe_now = core.pipes.get(pipe).unwrap();
         assert!(pipe_now.buff_list.held() <= DEFAULT_PIPE_BUFF_THRESH + 100_100);
