@@ -14,6 +14,7 @@
 //! | the sample file                              | the whole file, then EOF         |
 //! | a file that may not be served                | a close, no byte                 |
 //! | a port with nothing behind                   | nothing, and no close            |
+//! | that port out of fds                         | a close, and no spin             |
 //! | 1,000 sessions of each kind, cut short       | (fds and memory back)            |
 
 use shared::client::{Client, ClosedPort, IO_TIMEOUT, ReplyEnd};
@@ -348,6 +349,40 @@ fn a_port_with_nothing_behind_hears_and_never_answers() {
         assert!(client.receives_nothing_for(Duration::from_millis(100)), "something came back");
         assert!(!client.is_closed_by_server(Duration::from_millis(100)), "the server closed it");
     }
+}
+
+/// Out of fds on a port with nothing behind it, where each client costs
+/// one fd and accept() itself fails (on the proxy port the upstream's
+/// socket fails first; the shared fd-exhaustion check sees that one):
+/// the clients that cannot be accepted are refused one by one, the
+/// shortage is logged once, the loop does not spin, and once fds are free
+/// again the port accepts.
+#[test]
+fn a_port_out_of_fds_refuses_clients_and_does_not_spin() {
+    let _shared = side_by_side();
+    let launch = Launch {
+        quiet: true,
+        skip_messages: true,
+        max_fds: Some(48),
+        upstream: Some("127.0.0.1:9".to_string()),
+        ..Launch::default()
+    };
+    let mut server = Server::spawn_with(&stage_binary(), &["--ports", "0,0,0,0"], &launch);
+    server.wait_for_ports(4);
+    let (port, pid) = (server.ports[2], server.process.pid());
+    let held: Vec<Client> = (0..80).filter_map(|_| Client::try_connect(port).ok()).collect();
+    assert!(held.len() > 48, "only {} clients connected", held.len());
+    logged(&server, "closing new clients until fds are free", 1);
+    let cpu = || procfs::cpu_time(pid).unwrap();
+    let before = cpu();
+    std::thread::sleep(Duration::from_millis(500));
+    let spent = cpu().saturating_sub(before);
+    assert!(spent < Duration::from_millis(100), "{spent:?} of CPU in 0.5 s while out of fds");
+    assert_eq!(server.count("closing new clients until fds are free"), 1, "{}", server.stdout());
+    drop(held);
+    let mut next = Client::connect(port);
+    next.send(b"anyone?\n");
+    logged(&server, "fds are free again: accepting on port", 1);
 }
 
 /// 1,000 sessions of each kind, each cut short at a random point: proxy

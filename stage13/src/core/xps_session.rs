@@ -121,12 +121,12 @@ pub struct XpsSession {
 /// tell it from the rest; the file module reports its failures as an
 /// `XpsError` (logged where they happen), whatever their cause.
 pub fn xps_session_create(core: &mut XpsCore, client: ConnectionId) -> io::Result<SessionId> {
-    let role = port_role(core, client).ok_or_else(|| io::Error::other(XpsError::NotFound))?;
+    let role = port_role(core, client).ok_or_else(not_found)?;
     let (client_out, client_in) = core
         .connections
         .get(client)
         .map(|connection| (connection.source, connection.sink))
-        .ok_or_else(|| io::Error::other(XpsError::NotFound))?;
+        .ok_or_else(not_found)?;
 
     let XpsCore { sessions, sources, sinks, .. } = core;
     let id = sessions.insert_with(|id| XpsSession {
@@ -150,7 +150,7 @@ pub fn xps_session_create(core: &mut XpsCore, client: ConnectionId) -> io::Resul
         from_client_buff: None,
     });
     // The sinks are ready to take a chunk, the sources have none to give.
-    let Some(session) = core.sessions.get(id) else { return Err(io::Error::other("gone")) };
+    let session = core.sessions.get(id).ok_or_else(not_found)?;
     let (client_source, client_sink) = (session.client_source, session.client_sink);
     for sink in [session.client_sink, session.upstream_sink, session.file_sink] {
         XpsPipeSink::set_ready(core, sink, true);
@@ -175,6 +175,12 @@ pub fn xps_session_create(core: &mut XpsCore, client: ConnectionId) -> io::Resul
         return Err(err);
     }
     Ok(id)
+}
+
+/// The error of an id that finds nothing (here: cannot happen, the object
+/// was just made), as an `io::Error`.
+fn not_found() -> io::Error {
+    io::Error::other(XpsError::NotFound)
 }
 
 /// The role of the port `client` was accepted on, if its listener is
@@ -213,13 +219,11 @@ fn dial_upstream(core: &mut XpsCore, id: SessionId, host: &str, port: u16) -> io
     // xps_upstream_create() has logged why, unless fds ran out (the
     // listener logs that, once).
     let upstream = xps_upstream_create(core, host, port)?;
-    let Some(session) = core.sessions.get_mut(id) else { return Err(io::Error::other("gone")) };
+    let session = core.sessions.get_mut(id).ok_or_else(not_found)?;
     session.upstream = Some(upstream);
     let (to_upstream, from_upstream) = (session.upstream_source, session.upstream_sink);
-    let Some(ends) = core.connections.get(upstream).map(|c| (c.source, c.sink)) else {
-        return Err(io::Error::other(XpsError::NotFound));
-    };
-    let (upstream_out, upstream_in) = ends;
+    let (upstream_out, upstream_in) =
+        core.connections.get(upstream).map(|c| (c.source, c.sink)).ok_or_else(not_found)?;
     let pipes = [
         (to_upstream, upstream_in, DEFAULT_PIPE_BUFF_THRESH),
         (upstream_out, from_upstream, INTO_SESSION_THRESH),
@@ -238,7 +242,7 @@ fn open_file(
     public: &std::path::Path,
     path: &str,
 ) -> io::Result<()> {
-    let Some(session) = core.sessions.get(id) else { return Err(io::Error::other("gone")) };
+    let session = core.sessions.get(id).ok_or_else(not_found)?;
     // A file client is not expected to say anything: once its file is
     // sent (or refused) it is closed at once, not kept waiting for a
     // request as a proxy client is (see close_or_linger).
@@ -247,12 +251,10 @@ fn open_file(
     }
     // xps_file_create() has logged why.
     let file = xps_file_create(core, public, path).map_err(io::Error::other)?;
-    let Some(session) = core.sessions.get_mut(id) else { return Err(io::Error::other("gone")) };
+    let session = core.sessions.get_mut(id).ok_or_else(not_found)?;
     session.file = Some(file);
     let file_sink = session.file_sink;
-    let Some(file_source) = core.files.get(file).map(|file| file.source) else {
-        return Err(io::Error::other(XpsError::NotFound));
-    };
+    let file_source = core.files.get(file).map(|file| file.source).ok_or_else(not_found)?;
     join(core, &[(file_source, file_sink, INTO_SESSION_THRESH)])
         .inspect_err(|_| xps_file_destroy(core, file))
 }
