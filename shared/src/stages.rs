@@ -287,6 +287,7 @@ pub const STAGES: &[Stage] = &[
             "xps.rs",
             "core/mod.rs",
             "core/xps_core.rs",
+            "core/xps_loop.rs",
             "core/xps_pipe.rs",
             "core/xps_session.rs",
             "network/xps_listener.rs",

@@ -16,7 +16,7 @@ use crate::network::xps_connection::{ConnectionId, close_lingering, linger_timeo
 use crate::network::xps_listener::ListenerId;
 use crate::utils::xps_logger::{LogLevel, flush_log};
 use crate::utils::xps_utils::check_os;
-use crate::xps::{MAX_EPOLL_EVENTS, XpsHandler};
+use crate::xps::{FOLLOW_UP_PASSES, MAX_EPOLL_EVENTS, XpsHandler};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -317,7 +317,17 @@ impl XpsLoop {
     /// wait: one line that means "going to sleep" in every stage.
     pub fn run(core: &mut XpsCore) -> io::Result<()> {
         while core.running {
-            let still_ready = XpsLoop::handle_pipes(core);
+            let mut still_ready = XpsLoop::handle_pipes(core);
+            // Stage 13: a session hands each chunk on to its next pipe,
+            // which queues that pipe for the next pass. Serving such
+            // follow-ups before asking epoll for news lets a message cross
+            // the session in one wake-up (see FOLLOW_UP_PASSES).
+            for _ in 0..FOLLOW_UP_PASSES {
+                if !still_ready || !core.running {
+                    break;
+                }
+                still_ready = XpsLoop::handle_pipes(core);
+            }
             // Stage 11: a client waiting to be closed wakes the loop when
             // its time is up (see close_or_linger in xps_connection.rs).
             let timeout_ms = if still_ready { 0 } else { linger_timeout_ms(core) };
