@@ -265,7 +265,6 @@ pub const STAGES: &[Stage] = &[
             "disk/xps_file.rs",
             "disk/xps_mime.rs",
             "network/xps_listener.rs",
-            "utils/xps_buffer.rs",
             "utils/xps_utils.rs",
         ],
     },

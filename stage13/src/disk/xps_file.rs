@@ -187,16 +187,15 @@ pub fn xps_file_destroy(core: &mut XpsCore, id: FileId) {
 /// Only a read of 0 bytes is the end: a file that shrinks while it is
 /// served ends there, cleanly, with what was read so far sent.
 fn file_source_handler(core: &mut XpsCore, id: FileId) {
-    let Some(file) = core.files.get_mut(id) else { return };
+    let XpsCore { files, buffer, .. } = core;
+    let Some(file) = files.get_mut(id) else { return };
     let source = file.source;
-    // Read into the chunk's own memory: a read into the core's buffer
-    // would have to be copied out of it again. `take` stops the read at
-    // one chunk, and `read_to_end` retries a read a signal interrupted.
-    let mut chunk = Vec::with_capacity(DEFAULT_BUFFER_SIZE);
-    match (&file.file_struct).take(DEFAULT_BUFFER_SIZE as u64).read_to_end(&mut chunk) {
+    let size = DEFAULT_BUFFER_SIZE.min(buffer.len());
+    match file.file_struct.read(&mut buffer[..size]) {
         Ok(0) => xps_file_destroy(core, id),
-        Ok(_) => {
-            if let Err(err) = XpsPipeSource::write(core, source, XpsBuffer::from_vec(chunk)) {
+        Ok(n) => {
+            let chunk = XpsBuffer::create(n, &core.buffer[..n]);
+            if let Err(err) = XpsPipeSource::write(core, source, chunk) {
                 logger!(
                     LogLevel::Error,
                     "file_source_handler()",
@@ -205,6 +204,9 @@ fn file_source_handler(core: &mut XpsCore, id: FileId) {
                 xps_file_destroy(core, id);
             }
         }
+        // Interrupted by a signal: the source is still ready, and
+        // handle_pipes() calls again.
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
         Err(err) => {
             logger!(LogLevel::Error, "file_source_handler()", "read() failed: {err}");
             xps_file_destroy(core, id);

@@ -40,12 +40,6 @@ impl XpsBuffer {
         XpsBuffer { data: bytes, pos: 0 }
     }
 
-    /// Beyond the course: a buffer holding `data` itself, with no copy:
-    /// for bytes read straight into memory of their own (a file's chunk).
-    pub fn from_vec(data: Vec<u8>) -> XpsBuffer {
-        XpsBuffer { data, pos: 0 }
-    }
-
     /// `xps_buffer_destroy()`: it consumes the buffer, whose memory is freed
     /// on the way out; nothing can use it afterwards.
     pub fn destroy(self) {}
