@@ -925,9 +925,10 @@ fn stage10_before() -> FloodRun {
         }
     });
     let (top, memory, printed) = (&run.top, &run.memory, &run.sender);
-    // Past stage 10's bound, and still climbing: no bound at all. (How
-    // fast depends on the machine, and on what runs beside it.)
-    let climbing = memory[2] > memory[0] + 4.0 && memory[2] > memory[1] + 1.0;
+    // Past stage 10's bound (about 1 MiB), and still climbing: no bound at
+    // all. (How fast depends on the machine, and on what runs beside it:
+    // 3.5 MiB in two seconds on a machine busy with other builds.)
+    let climbing = memory[2] > memory[0] + 2.0 && memory[2] > memory[1] + 1.0;
     assert!(climbing, "stage 9's memory did not climb with the flood:\n{top}");
     assert!(printed.contains("(2 s)"), "the sender did not report 2 s:\n{printed}");
     assert!(!printed.contains("stalled"), "the sender stalled against stage 9:\n{printed}");
