@@ -119,20 +119,8 @@ fn comparable(response: &[u8]) -> Option<Vec<u8>> {
 /// once, equal the same fetched from `upstream` directly; each exchange,
 /// to its end, within `limit`.
 pub fn responses_match(proxy: &[SocketAddr], upstream: SocketAddr, limit: Duration) -> Outcome {
-    let direct: Vec<Vec<u8>> = PATHS
-        .iter()
-        .map(|path| {
-            let fetched = fetch(&[upstream], &request(path, &upstream), limit).map_err(|why| {
-                Failure::new(format!("the upstream itself: {why}"), UPSTREAM_HINT)
-            })?;
-            comparable(&fetched.bytes).ok_or_else(|| {
-                Failure::new(
-                    format!("the upstream at {upstream} sent no HTTP response for {path}"),
-                    UPSTREAM_HINT,
-                )
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let direct: Vec<Vec<u8>> =
+        PATHS.iter().map(|path| direct(upstream, path, limit)).collect::<Result<_, _>>()?;
     let host = proxy.first().copied().unwrap_or(upstream);
     let proxied: Vec<Result<Fetched, String>> = std::thread::scope(|scope| {
         let fetches: Vec<_> = PATHS
@@ -167,16 +155,24 @@ pub fn responses_match(proxy: &[SocketAddr], upstream: SocketAddr, limit: Durati
     Ok(None)
 }
 
+/// `path` fetched from `upstream` directly, as the tester compares it.
+fn direct(upstream: SocketAddr, path: &str, limit: Duration) -> Result<Vec<u8>, Box<Failure>> {
+    let fetched = fetch(&[upstream], &request(path, &upstream), limit)
+        .map_err(|why| Failure::new(format!("the upstream itself: {why}"), UPSTREAM_HINT))?;
+    comparable(&fetched.bytes).ok_or_else(|| {
+        Failure::new(
+            format!("the upstream at {upstream} sent no HTTP response for {path}"),
+            UPSTREAM_HINT,
+        )
+    })
+}
+
 /// A client of `proxy` that half-closes right after its request for `/1`
 /// gets the same response as one fetched from `upstream` directly, then a
 /// clean close, within `limit`.
 pub fn half_closed(proxy: &[SocketAddr], upstream: SocketAddr, limit: Duration) -> Outcome {
     let path = PATHS[1];
-    let direct = fetch(&[upstream], &request(path, &upstream), limit)
-        .map_err(|why| Failure::new(format!("the upstream itself: {why}"), UPSTREAM_HINT))?;
-    let expected = comparable(&direct.bytes).ok_or_else(|| {
-        Failure::new(format!("the upstream at {upstream} sent no HTTP response"), UPSTREAM_HINT)
-    })?;
+    let expected = direct(upstream, path, limit)?;
     let host = proxy.first().copied().unwrap_or(upstream);
     let fetched = fetch_with(proxy, &request(path, &host), true, limit)
         .map_err(|why| Failure::new(why, HALF_CLOSE_HINT))?;

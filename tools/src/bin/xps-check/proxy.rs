@@ -16,7 +16,7 @@ use crate::Options;
 use crate::report::{Tally, json_string, report};
 use colored::Colorize;
 use shared::checks::proxy::{half_closed, responses_match, upstream_down};
-use shared::checks::{Check, Group, Run};
+use shared::checks::{Check, Group, Outcome, Run};
 use shared::upstream::Upstream;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -71,37 +71,27 @@ pub(crate) fn run(
 ) {
     let theirs = listening(upstream);
     let mut ours = None;
-    if wanted(RESPONSES.name) {
-        let started = Instant::now();
-        let outcome = if theirs {
-            responses_match(proxy, upstream, options.timeout)
-        } else {
-            match start_ours(upstream) {
-                Ok(server) => {
+    // The checks that need an upstream: theirs if it runs, else ours,
+    // started for the first of them.
+    let mut with_upstream =
+        |check: &Check, run: fn(&[SocketAddr], SocketAddr, Duration) -> Outcome| {
+            let started = Instant::now();
+            let outcome = if theirs || ours.is_some() {
+                run(proxy, upstream, options.timeout)
+            } else {
+                start_ours(upstream).and_then(|server| {
                     ours = Some(server);
-                    responses_match(proxy, upstream, options.timeout)
-                }
-                Err(failure) => Err(failure),
-            }
+                    run(proxy, upstream, options.timeout)
+                })
+            };
+            report(check, &outcome, started.elapsed(), options);
+            tally.count(&outcome);
         };
-        report(&RESPONSES, &outcome, started.elapsed(), options);
-        tally.count(&outcome);
+    if wanted(RESPONSES.name) {
+        with_upstream(&RESPONSES, responses_match);
     }
     if wanted(HALF_CLOSE.name) {
-        let started = Instant::now();
-        let outcome = if theirs || ours.is_some() {
-            half_closed(proxy, upstream, options.timeout)
-        } else {
-            match start_ours(upstream) {
-                Ok(server) => {
-                    ours = Some(server);
-                    half_closed(proxy, upstream, options.timeout)
-                }
-                Err(failure) => Err(failure),
-            }
-        };
-        report(&HALF_CLOSE, &outcome, started.elapsed(), options);
-        tally.count(&outcome);
+        with_upstream(&HALF_CLOSE, half_closed);
     }
     if wanted(DOWN.name) {
         // Ours is stopped; theirs is left alone.
