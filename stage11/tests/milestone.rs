@@ -337,3 +337,43 @@ fn a_thousand_aborted_exchanges_leave_nothing_behind() {
     client.stream().write_all(b"alive\n").unwrap();
     assert_eq!(client.recv_exact(6, IO_TIMEOUT), b"alive\n");
 }
+
+/// Out of fds: on the write-back port accept() itself fails, on the proxy
+/// port the upstream's socket fails first (one fd a client there is not
+/// enough). Either way the clients that cannot be served are closed one by
+/// one, the shortage is logged once, the loop does not spin, and once fds
+/// are free the port serves again. (The shared fd-exhaustion check starts
+/// one port, the proxy, and so never reaches the accept() case.)
+#[test]
+fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
+    let _shared = side_by_side();
+    for (index, shortage) in [(1, "accept() failed on port"), (0, "no fd for an upstream on port")]
+    {
+        let launch = Launch {
+            quiet: true,
+            skip_messages: true,
+            max_fds: Some(48),
+            upstream: Some("127.0.0.1:9".to_string()),
+            ..Launch::default()
+        };
+        let mut server = Server::spawn_with(&stage_binary(), &["--ports", "0,0"], &launch);
+        server.wait_for_ports(2);
+        let (port, pid) = (server.ports[index], server.process.pid());
+        let held: Vec<Client> = (0..80).filter_map(|_| Client::try_connect(port).ok()).collect();
+        assert!(held.len() > 48, "only {} clients connected", held.len());
+        let seen = server.wait_for_count(shortage, 1, IO_TIMEOUT);
+        assert!(seen, "no {shortage:?} line:\n{}", server.stdout());
+        let before = procfs::cpu_time(pid).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let spent = procfs::cpu_time(pid).unwrap().saturating_sub(before);
+        assert!(spent < Duration::from_millis(100), "{spent:?} of CPU in 0.5 s while out of fds");
+        // Once per shortage: fds a refused upstream frees may end one, and
+        // the next client start another.
+        let (shortages, recoveries) = (server.count(shortage), server.count("fds are free again"));
+        assert!(shortages <= recoveries + 1, "logged more than once:\n{}", server.stdout());
+        drop(held);
+        let _next = Client::connect(port);
+        let again = server.wait_for_count("fds are free again: accepting on port", 1, IO_TIMEOUT);
+        assert!(again, "port {index} never accepted again:\n{}", server.stdout());
+    }
+}

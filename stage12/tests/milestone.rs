@@ -312,7 +312,10 @@ fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
         std::thread::sleep(Duration::from_millis(500));
         let spent = procfs::cpu_time(pid).unwrap().saturating_sub(before);
         assert!(spent < Duration::from_millis(100), "{spent:?} of CPU in 0.5 s while out of fds");
-        assert_eq!(server.count(shortage), 1, "logged more than once:\n{}", server.stdout());
+        // Once per shortage: fds a refused upstream frees may end one, and
+        // the next client start another.
+        let (shortages, recoveries) = (server.count(shortage), server.count("fds are free again"));
+        assert!(shortages <= recoveries + 1, "logged more than once:\n{}", server.stdout());
         drop(held);
         let _next = Client::connect(port);
         let again = server.wait_for_count("fds are free again: accepting on port", 1, IO_TIMEOUT);
