@@ -351,38 +351,41 @@ fn a_port_with_nothing_behind_hears_and_never_answers() {
     }
 }
 
-/// Out of fds on a port with nothing behind it, where each client costs
-/// one fd and accept() itself fails (on the proxy port the upstream's
-/// socket fails first; the shared fd-exhaustion check sees that one):
-/// the clients that cannot be accepted are refused one by one, the
-/// shortage is logged once, the loop does not spin, and once fds are free
-/// again the port accepts.
+/// Out of fds: on a port with nothing behind it each client costs one
+/// fd, and accept() itself fails; on the proxy port the upstream's socket
+/// fails first (the shared fd-exhaustion check sees only that one).
+/// Either way the clients that cannot be served are closed one by one,
+/// the shortage is logged once (per shortage: fds a refused upstream
+/// frees may end one), the loop does not spin, and once fds are free again
+/// the port accepts.
 #[test]
-fn a_port_out_of_fds_refuses_clients_and_does_not_spin() {
+fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
     let _shared = side_by_side();
-    let launch = Launch {
-        quiet: true,
-        skip_messages: true,
-        max_fds: Some(48),
-        upstream: Some("127.0.0.1:9".to_string()),
-        ..Launch::default()
-    };
-    let mut server = Server::spawn_with(&stage_binary(), &["--ports", "0,0,0,0"], &launch);
-    server.wait_for_ports(4);
-    let (port, pid) = (server.ports[2], server.process.pid());
-    let held: Vec<Client> = (0..80).filter_map(|_| Client::try_connect(port).ok()).collect();
-    assert!(held.len() > 48, "only {} clients connected", held.len());
-    logged(&server, "closing new clients until fds are free", 1);
-    let cpu = || procfs::cpu_time(pid).unwrap();
-    let before = cpu();
-    std::thread::sleep(Duration::from_millis(500));
-    let spent = cpu().saturating_sub(before);
-    assert!(spent < Duration::from_millis(100), "{spent:?} of CPU in 0.5 s while out of fds");
-    assert_eq!(server.count("closing new clients until fds are free"), 1, "{}", server.stdout());
-    drop(held);
-    let mut next = Client::connect(port);
-    next.send(b"anyone?\n");
-    logged(&server, "fds are free again: accepting on port", 1);
+    for (index, shortage) in [(2, "accept() failed on port"), (0, "no fd for a session on port")] {
+        let launch = Launch {
+            quiet: true,
+            skip_messages: true,
+            max_fds: Some(48),
+            upstream: Some("127.0.0.1:9".to_string()),
+            ..Launch::default()
+        };
+        let mut server = Server::spawn_with(&stage_binary(), &["--ports", "0,0,0,0"], &launch);
+        server.wait_for_ports(4);
+        let (port, pid) = (server.ports[index], server.process.pid());
+        let held: Vec<Client> = (0..80).filter_map(|_| Client::try_connect(port).ok()).collect();
+        assert!(held.len() > 48, "only {} clients connected", held.len());
+        logged(&server, shortage, 1);
+        let cpu = || procfs::cpu_time(pid).unwrap();
+        let before = cpu();
+        std::thread::sleep(Duration::from_millis(500));
+        let spent = cpu().saturating_sub(before);
+        assert!(spent < Duration::from_millis(100), "{spent:?} of CPU in 0.5 s while out of fds");
+        let (shortages, recoveries) = (server.count(shortage), server.count("fds are free again"));
+        assert!(shortages <= recoveries + 1, "logged more than once:\n{}", server.stdout());
+        drop(held);
+        let _next = Client::connect(port);
+        logged(&server, "fds are free again: accepting on port", 1);
+    }
 }
 
 /// 1,000 sessions of each kind, each cut short at a random point: proxy
