@@ -392,8 +392,8 @@ fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
 /// sessions by the client (close, reset or shutdown) or by the upstream
 /// (it dies mid-response), file sessions by the client, empty sessions by
 /// the client. Each kind runs in a thread of its own, at the same time.
-/// Afterwards the server has the fds it started with and is within 1 MiB
-/// of its memory.
+/// Afterwards the server has the fds it started with and is within 2 MiB
+/// of its memory (1 MiB of which glibc may keep for reuse).
 #[test]
 fn a_thousand_sessions_of_each_kind_cut_short_leave_nothing_behind() {
     let _shared = side_by_side();
@@ -457,5 +457,8 @@ fn a_thousand_sessions_of_each_kind_cut_short_leave_nothing_behind() {
     assert!(fds_back(), "{fds} fds before, {:?} after", procfs::open_fds(pid));
     let grown = procfs::rss_bytes(pid).unwrap().saturating_sub(rss);
     eprintln!("after them: {fds} fds as before; RSS {} KiB above the baseline", grown / 1024);
-    assert!(grown <= MIB, "the server kept {} KiB", grown / 1024);
+    // The allocator may keep up to 1 MiB of free heap for reuse (see
+    // keep_free_memory_for_reuse): a leak of even 700 bytes a session
+    // would still pass 2 MiB.
+    assert!(grown <= 2 * MIB, "the server kept {} KiB", grown / 1024);
 }
