@@ -59,6 +59,11 @@ const SLOW_PAUSE: Duration = Duration::from_millis(1);
 /// stop flag again: a drop waits at most this for it.
 const ACCEPT_POLL_MS: libc::c_int = 10;
 
+/// How many connections may wait for the accept thread: more than any
+/// burst a test sends through a proxy (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default).
+const UPSTREAM_BACKLOG: libc::c_int = 1024;
+
 /// How long a drop waits for the connection threads once their sockets
 /// are shut down (they end within a few milliseconds; one that does not
 /// is left to end on its own rather than hang the test).
@@ -184,6 +189,16 @@ impl Upstream {
     /// Binds `port` and starts the accept thread.
     fn start_on(port: u16, service: Service) -> io::Result<Upstream> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
+        // std listens with a backlog of 128. A proxy under test dials a
+        // connection per client, and a burst of them faster than this
+        // thread accepts would overflow the queue: the kernel drops the
+        // SYN and the proxy's connect() waits a 1 s retry. A second
+        // listen() on a listening socket only sets a new backlog.
+        // SAFETY: the fd is the listener's own, open for this whole call;
+        // listen() takes no pointer.
+        if unsafe { libc::listen(listener.as_raw_fd(), UPSTREAM_BACKLOG) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         // The accept thread waits in poll() with a timeout, so that it sees
         // the stop flag; a client that connects and resets before accept()
         // must not leave it blocked there.
