@@ -34,6 +34,8 @@
 //!   and a digest of what comes back.
 //! * [`serial`]: which tests of one binary run alone (those that time
 //!   something) and which side by side.
+//! * [`scratch`]: a temporary folder of a test's own, removed when
+//!   dropped.
 //! * [`upstream`]: the servers a reverse proxy forwards to, run by the
 //!   test itself: an echo and a small HTTP/1.0 server, whose connections
 //!   are counted.
@@ -51,6 +53,7 @@ pub mod oracle;
 pub mod procfs;
 pub mod progress;
 pub mod pty;
+pub mod scratch;
 pub mod sender;
 pub mod serial;
 pub mod server;

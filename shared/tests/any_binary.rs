@@ -25,29 +25,12 @@
 use shared::build::workspace_binary;
 use shared::checks::{CHECKS, Check, Group, Subject, describe};
 use shared::harness::run;
+use shared::scratch::Scratch;
 use shared::stages::stage;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
-
-/// A directory of its own under the system's temporary directory, removed
-/// when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("xps-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The checks that read `own` (see the top of the file).
 fn reads_own(check: &Check) -> bool {
@@ -91,22 +74,22 @@ fn built(number: u8) -> &'static Path {
 }
 
 /// A copy of stage `number`'s binary in a directory of its own.
-fn copy_of(number: u8, dir: &TempDir) -> PathBuf {
-    let copy = dir.0.join(format!("copy-of-stage{number:02}"));
+fn copy_of(number: u8, dir: &Scratch) -> PathBuf {
+    let copy = dir.join(format!("copy-of-stage{number:02}"));
     std::fs::copy(built(number), &copy).unwrap();
     copy
 }
 
 #[test]
 fn a_copy_of_stage_6_passes() {
-    let dir = TempDir::new("copy-6");
+    let dir = Scratch::new("copy-6");
     let names = checks(|check| check.group == Group::Shutdown);
     passes_as_another_binary(&copy_of(6, &dir), 6, &names);
 }
 
 #[test]
 fn a_copy_of_stage_7_passes() {
-    let dir = TempDir::new("copy-7");
+    let dir = Scratch::new("copy-7");
     let names = checks(|check| ["bad-flags", "second-sigint"].contains(&check.name));
     passes_as_another_binary(&copy_of(7, &dir), 7, &names);
 }
@@ -114,9 +97,9 @@ fn a_copy_of_stage_7_passes() {
 /// Stage 7 with its stdout thrown away: a server that logs nothing at
 /// all. `exec` keeps the pid, so `/proc` shows the server's own ports and
 /// fds.
-fn stage_7_logging_nothing(dir: &TempDir) -> PathBuf {
+fn stage_7_logging_nothing(dir: &Scratch) -> PathBuf {
     let stage07 = built(7);
-    let script = dir.0.join("silent-stage07");
+    let script = dir.join("silent-stage07");
     let text = format!("#!/bin/sh\nexec {} \"$@\" >/dev/null\n", stage07.display());
     std::fs::write(&script, text).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -127,7 +110,7 @@ fn stage_7_logging_nothing(dir: &TempDir) -> PathBuf {
 
 #[test]
 fn stage_7_logging_nothing_passes_the_cli_and_process_checks() {
-    let dir = TempDir::new("silent-7-process");
+    let dir = Scratch::new("silent-7-process");
     let names = checks(|check| {
         reads_own(check) && check.group != Group::Shutdown && check.name != "bad-flags"
     });
@@ -136,7 +119,7 @@ fn stage_7_logging_nothing_passes_the_cli_and_process_checks() {
 
 #[test]
 fn stage_7_logging_nothing_passes_the_shutdown_checks() {
-    let dir = TempDir::new("silent-7-shutdown");
+    let dir = Scratch::new("silent-7-shutdown");
     let names = checks(|check| check.group == Group::Shutdown);
     passes_as_another_binary(&stage_7_logging_nothing(&dir), 7, &names);
 }

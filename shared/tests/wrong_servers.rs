@@ -3,6 +3,7 @@
 
 use shared::build::workspace_binary;
 use shared::checks::{self, CHECK_DEADLINE, Outcome, REPLY_TIMEOUT, Subject, Target, describe};
+use shared::scratch::Scratch;
 use shared::stages::{Protocol, stage};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -11,30 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A directory of its own under the system's temporary directory, removed
-/// when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("xps-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    /// Writes an executable script named `name` holding `text`.
-    fn script(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes an executable script named `name` holding `text` in `dir`.
+fn executable(dir: &Scratch, name: &str, text: &str) -> PathBuf {
+    let path = dir.write(name, text);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }
 
 /// A reverse server that accepts `accepts` clients, serves them, and then
@@ -113,12 +95,12 @@ fn ten_clients_that_cannot_all_connect_fail_instead_of_hanging() {
 /// byte the server prints escaped (`\x9b`) reaches stdout raw. `exec`
 /// keeps the server's pid, so the checks find its ports; `sed -u` passes
 /// each line on at once.
-fn server_printing_raw(dir: &TempDir, stage07: &Path, byte: u8) -> PathBuf {
+fn server_printing_raw(dir: &Scratch, stage07: &Path, byte: u8) -> PathBuf {
     let script = format!(
         "#!/bin/bash\nexec {} \"$@\" > >(LC_ALL=C exec sed -u 's/\\\\x{byte:02x}/\\x{byte:02x}/g')\n",
         stage07.display()
     );
-    dir.script(&format!("raw-{byte:02x}"), &script)
+    executable(dir, &format!("raw-{byte:02x}"), &script)
 }
 
 /// The old check read stdout through a lossy UTF-8 decoding, which turned
@@ -128,7 +110,7 @@ fn server_printing_raw(dir: &TempDir, stage07: &Path, byte: u8) -> PathBuf {
 #[test]
 fn terminal_is_safe_fails_on_every_raw_control_byte() {
     let stage07 = workspace_binary("stage07", "stage07");
-    let dir = TempDir::new("raw-controls");
+    let dir = Scratch::new("raw-controls");
     let stage = stage(7).unwrap();
     for byte in [0x9b, 0x7f, 0x1b, 0x07, 0x08] {
         let binary = server_printing_raw(&dir, &stage07, byte);

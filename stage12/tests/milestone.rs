@@ -20,6 +20,7 @@ use shared::client::{Client, IO_TIMEOUT, ReplyEnd};
 use shared::harness::binary_under_test;
 use shared::memory::{MIB, RssSampler};
 use shared::procfs;
+use shared::scratch::Scratch;
 use shared::serial::{alone, side_by_side};
 use shared::server::{Launch, Server};
 use shared::wait::wait_until;
@@ -39,27 +40,12 @@ fn sample() -> Vec<u8> {
     fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("public/sample.txt")).unwrap()
 }
 
-/// A folder of its own for one test, removed when dropped, with a
-/// `public` folder in it.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("xps-stage12-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("public")).unwrap();
-        Scratch(dir)
-    }
-
-    fn public(&self) -> PathBuf {
-        self.0.join("public")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A folder of its own for one test (removed when dropped), with an
+/// empty `public` folder in it.
+fn scratch(name: &str) -> Scratch {
+    let scratch = Scratch::new(&format!("stage12-{name}"));
+    fs::create_dir_all(scratch.join("public")).unwrap();
+    scratch
 }
 
 /// Stage 12 on four free ports, serving from `public` (its own if
@@ -126,13 +112,13 @@ fn a_file_outside_public_is_refused_with_no_byte_and_no_reset() {
 #[test]
 fn every_way_out_of_public_is_refused() {
     let _shared = side_by_side();
-    let scratch = Scratch::new("boundary");
-    let public = scratch.public();
-    let secret = scratch.0.join("secret.txt");
+    let scratch = scratch("boundary");
+    let public = scratch.join("public");
+    let secret = scratch.join("secret.txt");
     fs::write(&secret, "never to be served\n").unwrap();
     // A folder whose name starts with "public": inside it by text, not by path.
-    fs::create_dir_all(scratch.0.join("public2")).unwrap();
-    fs::write(scratch.0.join("public2/sample.txt"), "beside public\n").unwrap();
+    fs::create_dir_all(scratch.join("public2")).unwrap();
+    fs::write(scratch.join("public2/sample.txt"), "beside public\n").unwrap();
 
     // What the case is, how it makes public/sample.txt, and the reason
     // the log must give.
@@ -169,11 +155,11 @@ fn every_way_out_of_public_is_refused() {
 #[test]
 fn a_file_that_shrinks_ends_the_download_cleanly() {
     let _shared = side_by_side();
-    let scratch = Scratch::new("shrink");
-    let sample = scratch.public().join("sample.txt");
+    let scratch = scratch("shrink");
+    let sample = scratch.join("public").join("sample.txt");
     fs::File::create(&sample).unwrap().set_len(256 << 20).unwrap();
     fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
-    let server = serve(Some(&scratch.public()), true);
+    let server = serve(Some(&scratch.join("public")), true);
     let mut client = Client::connect(server.ports[1]);
     let first = client.read_reply(1 << 20, IO_TIMEOUT);
     assert_eq!(first.bytes.len(), 1 << 20);
@@ -192,11 +178,11 @@ fn a_file_that_shrinks_ends_the_download_cleanly() {
 #[test]
 fn a_file_removed_mid_download_is_still_sent_whole() {
     let _shared = side_by_side();
-    let scratch = Scratch::new("removed");
-    let sample = scratch.public().join("sample.txt");
+    let scratch = scratch("removed");
+    let sample = scratch.join("public").join("sample.txt");
     fs::File::create(&sample).unwrap().set_len(8 << 20).unwrap();
     fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
-    let server = serve(Some(&scratch.public()), true);
+    let server = serve(Some(&scratch.join("public")), true);
     let mut client = Client::connect(server.ports[1]);
     let first = client.read_reply(1 << 20, IO_TIMEOUT);
     assert_eq!(first.bytes.len(), 1 << 20);
@@ -214,12 +200,12 @@ fn a_file_removed_mid_download_is_still_sent_whole() {
 #[test]
 fn a_client_that_never_reads_a_gib_file_costs_one_pipe() {
     let _alone = alone();
-    let scratch = Scratch::new("gib");
-    let sample = scratch.public().join("sample.txt");
+    let scratch = scratch("gib");
+    let sample = scratch.join("public").join("sample.txt");
     // Sparse: a GiB of zeros that takes no disk and reads from memory.
     fs::File::create(&sample).unwrap().set_len(1 << 30).unwrap();
     fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
-    let server = serve(Some(&scratch.public()), true);
+    let server = serve(Some(&scratch.join("public")), true);
     let sampler = RssSampler::start(server.process.pid()).unwrap();
     let sleeper = Client::connect(server.ports[1]);
     let mut bystander = Client::connect(server.ports[3]);
@@ -248,11 +234,11 @@ fn a_client_that_never_reads_a_gib_file_costs_one_pipe() {
 #[test]
 fn a_thousand_abandoned_downloads_leave_nothing_behind() {
     let _shared = side_by_side();
-    let scratch = Scratch::new("abandon");
-    let sample = scratch.public().join("sample.txt");
+    let scratch = scratch("abandon");
+    let sample = scratch.join("public").join("sample.txt");
     fs::File::create(&sample).unwrap().set_len(4 << 20).unwrap();
     fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
-    let server = serve(Some(&scratch.public()), true);
+    let server = serve(Some(&scratch.join("public")), true);
     let pid = server.process.pid();
     let fds = procfs::open_fds(pid).unwrap();
     let fds_back = || wait_until(IO_TIMEOUT, || procfs::open_fds(pid).is_ok_and(|n| n == fds));

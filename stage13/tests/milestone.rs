@@ -21,6 +21,7 @@ use shared::client::{Client, ClosedPort, IO_TIMEOUT, ReplyEnd};
 use shared::harness::binary_under_test;
 use shared::memory::{MIB, RssSampler};
 use shared::procfs;
+use shared::scratch::Scratch;
 use shared::serial::{alone, side_by_side};
 use shared::server::{Launch, Server};
 use shared::upstream::{Upstream, pattern};
@@ -38,35 +39,20 @@ fn stage_binary() -> PathBuf {
     binary_under_test(env!("CARGO_BIN_EXE_stage13")).0
 }
 
-/// A folder of its own for one test, with a `public` folder in it,
-/// removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("xps-stage13-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("public")).unwrap();
-        Scratch(dir)
-    }
-
-    fn public(&self) -> PathBuf {
-        self.0.join("public")
-    }
-
-    /// A sparse `public/sample.txt` of `len` bytes (zeros that take no
-    /// disk and read from memory).
-    fn sparse_sample(&self, len: u64) {
-        let sample = self.public().join("sample.txt");
-        fs::File::create(&sample).unwrap().set_len(len).unwrap();
-        fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
-    }
+/// A folder of its own for one test (removed when dropped), with an
+/// empty `public` folder in it.
+fn scratch(name: &str) -> Scratch {
+    let scratch = Scratch::new(&format!("stage13-{name}"));
+    fs::create_dir_all(scratch.join("public")).unwrap();
+    scratch
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A sparse `public/sample.txt` of `len` bytes in `scratch` (zeros that
+/// take no disk and read from memory).
+fn sparse_sample(scratch: &Scratch, len: u64) {
+    let sample = scratch.join("public/sample.txt");
+    fs::File::create(&sample).unwrap().set_len(len).unwrap();
+    fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
 }
 
 /// Stage 13 on four free ports, in front of `upstream`, serving files from
@@ -285,10 +271,10 @@ fn a_client_that_never_reads_a_gib_from_the_upstream_costs_at_most_4_mib() {
 #[test]
 fn a_client_that_never_reads_a_gib_file_costs_at_most_4_mib() {
     let _alone = alone();
-    let scratch = Scratch::new("gib");
-    scratch.sparse_sample(1 << 30);
+    let scratch = scratch("gib");
+    sparse_sample(&scratch, 1 << 30);
     let upstream = Upstream::echo();
-    let server = serve(&upstream.addr(), Some(&scratch.public()), true);
+    let server = serve(&upstream.addr(), Some(&scratch.join("public")), true);
     let sampler = RssSampler::start(server.process.pid()).unwrap();
     let sleeper = Client::connect(server.ports[1]);
     let mut bystander = Client::connect(server.ports[0]);
@@ -323,10 +309,10 @@ fn the_sample_comes_whole_then_eof_and_the_session_is_freed() {
 #[test]
 fn a_file_that_may_not_be_served_closes_the_client_with_no_byte() {
     let _shared = side_by_side();
-    let scratch = Scratch::new("refused");
-    fs::write(scratch.0.join("secret.txt"), "never to be served\n").unwrap();
-    symlink(scratch.0.join("secret.txt"), scratch.public().join("sample.txt")).unwrap();
-    let server = serve("127.0.0.1:9", Some(&scratch.public()), false);
+    let scratch = scratch("refused");
+    fs::write(scratch.join("secret.txt"), "never to be served\n").unwrap();
+    symlink(scratch.join("secret.txt"), scratch.join("public").join("sample.txt")).unwrap();
+    let server = serve("127.0.0.1:9", Some(&scratch.join("public")), false);
     let (bytes, end) = read_to_end(&mut Client::connect(server.ports[1]), IO_TIMEOUT);
     assert!(bytes.is_empty(), "{} bytes sent:\n{}", bytes.len(), server.stdout());
     assert_eq!(end, ReplyEnd::Closed, "{}", server.stdout());
@@ -397,10 +383,10 @@ fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
 #[test]
 fn a_thousand_sessions_of_each_kind_cut_short_leave_nothing_behind() {
     let _shared = side_by_side();
-    let scratch = Scratch::new("abandon");
-    scratch.sparse_sample(4 << 20);
+    let scratch = scratch("abandon");
+    sparse_sample(&scratch, 4 << 20);
     let upstream = Upstream::http(Vec::new());
-    let server = serve(&upstream.addr(), Some(&scratch.public()), true);
+    let server = serve(&upstream.addr(), Some(&scratch.join("public")), true);
     let pid = server.process.pid();
     let fds = procfs::open_fds(pid).unwrap();
     let fds_back = || wait_until(IO_TIMEOUT, || procfs::open_fds(pid).is_ok_and(|n| n == fds));

@@ -17,9 +17,9 @@
 use crate::checks::launch::{N_PORTS, start};
 use crate::checks::proxy::fetch;
 use crate::checks::{Failure, Outcome, REPLY_TIMEOUT, Subject, ensure, show};
+use crate::scratch::Scratch;
 use crate::server::Launch;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 const SAMPLE_HINT: &str = "the second port sends sample.txt from public to each client as soon \
@@ -88,16 +88,6 @@ pub fn outside_refused(port: &[SocketAddr], limit: Duration) -> Outcome {
     }
 }
 
-/// A scratch folder holding `public/sample.txt` and `outside.txt` beside
-/// `public`, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The stage tests' form of both checks: the binary on its four ports,
 /// serving from a `public` folder this check makes, with a sample of
 /// three and a half chunks (350,000 bytes), so that a server that sends
@@ -108,19 +98,13 @@ pub fn files(subject: &Subject<'_>) -> Outcome {
     if !subject.stage.serves_files {
         return Ok(Some(format!("stage {} has no file ports", subject.stage.number)));
     }
-    let dir = std::env::temp_dir().join(format!(
-        "xps-files-check-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let scratch = Scratch(dir);
-    let setup =
-        |why: std::io::Error| Failure::new(format!("cannot make the public folder: {why}"), "");
-    std::fs::create_dir_all(scratch.0.join("public")).map_err(setup)?;
+    // A scratch folder holding `public/sample.txt`, and `outside.txt`
+    // beside `public`.
+    let scratch = Scratch::new("files-check");
     let sample = crate::upstream::pattern(0, 350_000);
-    std::fs::write(scratch.0.join("public/sample.txt"), &sample).map_err(setup)?;
-    std::fs::write(scratch.0.join("outside.txt"), "never to be served\n").map_err(setup)?;
-    let public = scratch.0.join("public").display().to_string();
+    scratch.write("public/sample.txt", &sample);
+    scratch.write("outside.txt", "never to be served\n");
+    let public = scratch.join("public").display().to_string();
     let launch =
         Launch { quiet: true, skip_messages: true, public: Some(public), ..Launch::default() };
     let server = start(subject, N_PORTS, &launch)?;

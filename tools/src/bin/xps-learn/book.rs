@@ -484,28 +484,9 @@ pub fn run(layout: &Layout, stage: &Stage, out: Option<&Path>) -> Result<bool, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::scratch::Scratch;
     use shared::stages::{self, STAGES};
     use std::collections::{HashMap, HashSet};
-
-    /// A folder of its own under the system's temporary folder, removed
-    /// when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let path =
-                std::env::temp_dir().join(format!("xps-learn-book-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-            Scratch(path)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn read(path: &Path) -> String {
         fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
@@ -565,8 +546,8 @@ mod tests {
         for stage in STAGES {
             let blanks = crate::exercise::load(&layout.stage_dir(stage)).expect("the stage's list");
             let blanks: Vec<&Blank> = blanks.iter().collect();
-            let scratch = Scratch::new(stage.crate_name);
-            let dest = scratch.0.join("book");
+            let scratch = Scratch::new(&format!("learn-book-{}", stage.crate_name));
+            let dest = scratch.join("book");
             let written = write_book(&layout, stage, &blanks, &dest)
                 .unwrap_or_else(|err| panic!("stage {}: {err}", stage.number));
             let stage_src = layout.stage_dir(stage).join("src");
@@ -648,8 +629,8 @@ mod tests {
     /// include, a folder that is not a copy.
     #[test]
     fn anchors_in_a_blank_body_are_hidden_and_line_numbers_refused() {
-        let scratch = Scratch::new("small");
-        let root = scratch.0.join("workspace");
+        let scratch = Scratch::new("learn-book-small");
+        let root = scratch.join("workspace");
         let code = "\
 // ANCHOR: thing
 struct Thing;
