@@ -91,136 +91,16 @@ cargo build --release --quiet -p stage12 -p stage13 -p tools # the stages, and m
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/xps-bench-file.XXXXXX")
 
-# Every process started here, to be stopped on the way out.
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    sleep 0.2
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Polls `condition` (a command) every 10 ms for at most $1 seconds.
-wait_for() {
-    local tries=$(($1 * 100)); shift
-    while ! "$@"; do
-        tries=$((tries - 1))
-        ((tries > 0)) || return 1
-        sleep 0.01
-    done
-}
-
-# listening PORT: true if something listens on 127.0.0.1:PORT.
-listening() {
-    local hex; hex=$(printf '0100007F:%04X' "$1")
-    awk -v want="$hex" 'NR > 1 && $2 == want && $4 == "0A" { found = 1 } END { exit !found }' \
-        /proc/net/tcp
-}
-
-# free_port: sets FREE to a port above 30000 that no socket of this
-# machine uses, nor any server started here.
-free_port() {
-    local hex
-    while true; do
-        FREE=$((30000 + RANDOM % 30000))
-        hex=$(printf ':%04X ' "$FREE")
-        if ! grep -qi "$hex" /proc/net/tcp /proc/net/tcp6 2>/dev/null &&
-            [[ " ${USED_PORTS[*]} " != *" $FREE "* ]]; then
-            USED_PORTS+=("$FREE")
-            return
-        fi
-    done
-}
-USED_PORTS=()
-
-# The CPU time, in nanoseconds, of every thread of process $1.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
-
-# The VmRSS of process $1, in KiB (nothing if it is gone).
-rss_kib() {
-    local key value _unit
-    while read -r key value _unit; do
-        if [[ $key == VmRSS: ]]; then echo "$value"; return; fi
-    done <"/proc/$1/status" 2>/dev/null || true
-}
+# shellcheck source=tools/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 
 # ------------------------------------------------------------------ the file
 
 DIR=$WORK/public
-mkdir -p "$DIR"
 FILE=$DIR/sample.txt
-avail=$(df --output=avail -B1 "$WORK" | tail -1)
-if ((avail < BYTES + (64 << 20))); then
-    note "$WORK has $((avail >> 20)) MiB free; the file needs $SIZE (TMPDIR=elsewhere, or SIZE=smaller)"
-    exit 1
-fi
-note "writing $SIZE of random bytes to $FILE"
-# Real data (mkdata writes every byte, a fast generator's: nothing sparse,
-# nothing compressible), in a few seconds where /dev/urandom takes twenty.
-"$BIN/mkdata" "$FILE" "$BYTES" >"$WORK/mkdata.out" 2>&1 ||
-    { note "mkdata failed:"; cat "$WORK/mkdata.out" >&2; exit 1; }
-if [[ $(stat -c %s "$FILE") != "$BYTES" ]]; then note "mkdata wrote the wrong size"; exit 1; fi
-# Stage 12 serves only files anyone may read; nginx's worker must reach it.
-chmod 755 "$WORK" "$DIR"
-chmod 644 "$FILE"
-# Into the page cache, so that every server reads it from memory.
-cat "$FILE" >/dev/null
-
-# The client: connects to 127.0.0.1:PORT, sends the request if there is
-# one, reads until EOF into a 1 MiB page-aligned buffer, and prints
-# "BODY_BYTES SECONDS STATUS" (status "-" without a request: raw bytes).
-# With --copy it also writes the body to stdout, for cmp.
-cat >"$WORK/reader.py" <<'EOF'
-import mmap, socket, sys, time
-
-port = int(sys.argv[1])
-request = sys.argv[2].encode() if len(sys.argv) > 2 and sys.argv[2] else b""
-copy = "--copy" in sys.argv[3:]
-out = sys.stdout.buffer
-buf = mmap.mmap(-1, 1 << 20)
-view = memoryview(buf)
-start = time.perf_counter()
-sock = socket.create_connection(("127.0.0.1", port))
-if request:
-    sock.sendall(request)
-status, body = "-", 0
-if request:
-    head = b""
-    while b"\r\n\r\n" not in head:
-        n = sock.recv_into(view)
-        if not n:
-            break
-        head += bytes(view[:n])
-    end = head.find(b"\r\n\r\n")
-    if end < 0:
-        print(0, 0, "no-headers")
-        sys.exit(0)
-    status = head.split(b" ", 2)[1].decode(errors="replace")
-    body = len(head) - end - 4
-    if copy:
-        out.write(head[end + 4:])
-while True:
-    n = sock.recv_into(view)
-    if not n:
-        break
-    body += n
-    if copy:
-        out.write(view[:n])
-seconds = time.perf_counter() - start
-if copy:
-    out.flush()
-    print(body, f"{seconds:.6f}", status, file=sys.stderr)
-else:
-    print(body, f"{seconds:.6f}", status)
-EOF
+make_sample "$FILE" "$BYTES" SIZE
+# The client (see write_reader in bench-lib.sh).
+write_reader "$WORK/reader.py"
 
 # ------------------------------------------------------------------ the servers
 

@@ -82,61 +82,8 @@ cargo build --release --quiet -p tools -p stage11 -p stage12 -p stage13
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/xps-bench-proxy.XXXXXX")
 
-# Every process started here, to be stopped on the way out.
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    sleep 0.2
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Polls `condition` (a command) every 10 ms for at most $1 seconds.
-wait_for() {
-    local tries=$(($1 * 100)); shift
-    while ! "$@"; do
-        tries=$((tries - 1))
-        ((tries > 0)) || return 1
-        sleep 0.01
-    done
-}
-
-# The value of `key` in a "result: k=v k=v" line.
-field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
-
-# listening PORT: true if something listens on 127.0.0.1:PORT.
-listening() {
-    local hex; hex=$(printf '0100007F:%04X' "$1")
-    awk -v want="$hex" 'NR > 1 && $2 == want && $4 == "0A" { found = 1 } END { exit !found }' \
-        /proc/net/tcp
-}
-
-# free_port: sets FREE to a port above 30000 that no socket of this
-# machine uses, nor any proxy started here.
-free_port() {
-    local hex
-    while true; do
-        FREE=$((30000 + RANDOM % 30000))
-        hex=$(printf ':%04X ' "$FREE")
-        if ! grep -qi "$hex" /proc/net/tcp /proc/net/tcp6 2>/dev/null &&
-            [[ " ${USED_PORTS[*]} " != *" $FREE "* ]]; then
-            USED_PORTS+=("$FREE")
-            return
-        fi
-    done
-}
-USED_PORTS=()
-
-# The CPU time, in nanoseconds, of every thread of process $1.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+# shellcheck source=tools/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 
 # ---------------------------------------------------------------- the upstream
 

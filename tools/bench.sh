@@ -118,35 +118,10 @@ if ((ANY_FILE)); then
     if ((FILE_BYTES < 1)); then echo "bench.sh: FILE_SIZE: must be at least one byte" >&2; exit 2; fi
 fi
 
-# Every process started here, to be stopped on the way out.
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 note() { echo "bench.sh: $*" >&2; }
 
-# Polls `condition` (a command) every 10 ms for at most $1 seconds.
-wait_for() {
-    local tries=$(($1 * 100)); shift
-    while ! "$@"; do
-        tries=$((tries - 1))
-        ((tries > 0)) || return 1
-        sleep 0.01
-    done
-}
-
-# The value of `key` in a "result: k=v k=v" line.
-field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# shellcheck source=tools/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 # shellcheck disable=SC2012 # the names in /proc/PID/fd are numbers
 fd_count() { ls "/proc/$1/fd" | wc -l; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -191,74 +166,12 @@ if ((ANY_PROXY)); then
     note "upstream of the proxy stages: xps-upstream --epoll on $UPSTREAM"
 fi
 
-# The file of the file ports, once for the run, as tools/bench-file.sh
-# makes it: random bytes from mkdata (nothing sparse or compressible),
-# readable by anyone (a stage serves no other), then read once so that
-# every transfer reads it from the page cache. And bench-file.sh's client.
+# The file of the file ports, once for the run, and its client, both as
+# tools/bench-file.sh makes them (see bench-lib.sh).
 PUBLIC=$WORK/public
 if ((ANY_FILE)); then
-    mkdir -p "$PUBLIC"
-    FILE=$PUBLIC/sample.txt
-    avail=$(df --output=avail -B1 "$WORK" | tail -1)
-    if ((avail < FILE_BYTES + (64 << 20))); then
-        note "$WORK has $((avail >> 20)) MiB free; the file needs $FILE_SIZE (TMPDIR=elsewhere, or FILE_SIZE=smaller)"
-        exit 1
-    fi
-    note "writing $FILE_SIZE of random bytes to $FILE"
-    "$BIN/mkdata" "$FILE" "$FILE_BYTES" >"$WORK/mkdata.out" 2>&1 ||
-        { note "mkdata failed:"; cat "$WORK/mkdata.out" >&2; exit 1; }
-    if [[ $(stat -c %s "$FILE") != "$FILE_BYTES" ]]; then note "mkdata wrote the wrong size"; exit 1; fi
-    chmod 755 "$PUBLIC"
-    chmod 644 "$FILE"
-    cat "$FILE" >/dev/null
-    # Connects to 127.0.0.1:PORT, sends the request if there is one (none
-    # here: a file port sends its file to whoever connects), reads until
-    # EOF into a 1 MiB page-aligned buffer, and prints "BODY_BYTES SECONDS
-    # STATUS" (status "-" without a request). With --copy it also writes
-    # the body to stdout. The same as tools/bench-file.sh's.
-    cat >"$WORK/reader.py" <<'EOF'
-import mmap, socket, sys, time
-
-port = int(sys.argv[1])
-request = sys.argv[2].encode() if len(sys.argv) > 2 and sys.argv[2] else b""
-copy = "--copy" in sys.argv[3:]
-out = sys.stdout.buffer
-buf = mmap.mmap(-1, 1 << 20)
-view = memoryview(buf)
-start = time.perf_counter()
-sock = socket.create_connection(("127.0.0.1", port))
-if request:
-    sock.sendall(request)
-status, body = "-", 0
-if request:
-    head = b""
-    while b"\r\n\r\n" not in head:
-        n = sock.recv_into(view)
-        if not n:
-            break
-        head += bytes(view[:n])
-    end = head.find(b"\r\n\r\n")
-    if end < 0:
-        print(0, 0, "no-headers")
-        sys.exit(0)
-    status = head.split(b" ", 2)[1].decode(errors="replace")
-    body = len(head) - end - 4
-    if copy:
-        out.write(head[end + 4:])
-while True:
-    n = sock.recv_into(view)
-    if not n:
-        break
-    body += n
-    if copy:
-        out.write(view[:n])
-seconds = time.perf_counter() - start
-if copy:
-    out.flush()
-    print(body, f"{seconds:.6f}", status, file=sys.stderr)
-else:
-    print(body, f"{seconds:.6f}", status)
-EOF
+    make_sample "$PUBLIC/sample.txt" "$FILE_BYTES" FILE_SIZE
+    write_reader "$WORK/reader.py"
 fi
 
 # start_server NUMBER [PORTS]: starts that stage on ports the OS picks
@@ -523,10 +436,10 @@ measure() {
     local rss_a rss_b
     bench_bg --conns 100 --seconds "$LONG"
     sleep 2
-    rss_a=$(rss_kb "$SERVER")
+    rss_a=$(rss_kib "$SERVER")
     local i
     for ((i = 2; i < LONG - 1; i++)); do sleep 1; : >"$LOG"; done
-    rss_b=$(rss_kb "$SERVER")
+    rss_b=$(rss_kib "$SERVER")
     wait_bg 15
     R[$s,growth]="$((rss_b - rss_a)) KiB ($rss_a -> $rss_b KiB over $((LONG - 3)) s)"
     : >"$LOG"
@@ -537,11 +450,11 @@ measure() {
     stop_server "$signal"
     start_server "$s"
     local rss0 rss1 open
-    rss0=$(rss_kb "$SERVER")
+    rss0=$(rss_kib "$SERVER")
     bench_bg --conns 1 --idle "$idle" --seconds 60 --timeout 10
     if wait_for 60 has_fds "$SERVER" $((base_fds + per * (idle + 1))); then
         sleep 0.2
-        rss1=$(rss_kb "$SERVER")
+        rss1=$(rss_kib "$SERVER")
         open=$((($(fd_count "$SERVER") - base_fds) / per))
         R[$s,rss_idle]=$(awk -v a="$rss0" -v b="$rss1" -v n="$open" -v what="$clients" \
             'BEGIN { printf "%.0f B (%d -> %d KiB, %d %s)", (b - a) * 1024 / n, a, b, n, what }')
