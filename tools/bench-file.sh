@@ -367,37 +367,7 @@ syscalls() {
         R[$name,sys]="n/a"
         return
     fi
-    # perf: "  16079      syscalls:sys_enter_write", and the total on
-    # raw_syscalls:sys_enter; strace -c: the calls are the 4th column, the
-    # name the last.
-    R[$name,sys]=$(awk -v mib="$(awk -v b="$bytes" 'BEGIN { print b / 1048576 }')" \
-        -v counter="$COUNTER" '
-        counter == "perf" {
-            n = $1; gsub(",", "", n)
-            if (n !~ /^[0-9]+$/) next
-            if ($2 == "raw_syscalls:sys_enter") total = n
-            else if ($2 ~ /^syscalls:sys_enter_/ && n > 0) {
-                name = $2; sub("syscalls:sys_enter_", "", name); calls[name] = n; named += n
-            }
-        }
-        counter == "strace" && $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
-            calls[$NF] = $4; total += $4; named += $4
-        }
-        END {
-            if (mib == 0 || total == 0) { print "n/a"; exit }
-            if (total > named) calls["other"] = total - named
-            printf "%.1f", total / mib
-            n = 0
-            for (s in calls) order[++n] = s
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
-                if (calls[order[j]] > calls[order[i]]) { t = order[i]; order[i] = order[j]; order[j] = t }
-            sep = " ("
-            for (i = 1; i <= n; i++) {
-                per = calls[order[i]] / mib
-                if (per >= 0.05) { printf "%s%s %.1f", sep, order[i], per; sep = ", " }
-            }
-            if (sep == ", ") printf ")"
-        }' "$counts")
+    R[$name,sys]=$(syscall_table "$counts" "$(awk -v b="$bytes" 'BEGIN { print b / 1048576 }')" 1)
     note "$name: ${R[$name,sys]} system calls per MiB"
 }
 

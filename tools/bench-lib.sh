@@ -146,3 +146,41 @@ else:
     print(body, f"{seconds:.6f}", status)
 EOF
 }
+
+# syscall_table COUNTS UNITS DIGITS: the system calls counted in the file
+# COUNTS, per unit (UNITS of them: messages, MiB), as "TOTAL (name N,
+# name N...)", largest first, DIGITS decimals, leaving out the calls under
+# 0.05 a unit; "n/a" when there is nothing to divide. $COUNTER says which
+# tool wrote COUNTS. perf stat: "  16079      syscalls:sys_enter_write",
+# and the total on raw_syscalls:sys_enter (what is not named is "other");
+# strace -c: the calls in the 4th column, the name in the last.
+syscall_table() {
+    awk -v units="${2:-0}" -v digits="$3" -v counter="$COUNTER" '
+        counter == "perf" {
+            n = $1; gsub(",", "", n)
+            if (n !~ /^[0-9]+$/) next
+            if ($2 == "raw_syscalls:sys_enter") total = n
+            else if ($2 ~ /^syscalls:sys_enter_/ && n > 0) {
+                name = $2; sub("syscalls:sys_enter_", "", name); calls[name] = n; named += n
+            }
+        }
+        counter == "strace" && $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
+            calls[$NF] = $4; total += $4; named += $4
+        }
+        END {
+            if (units == 0 || total == 0) { print "n/a"; exit }
+            if (total > named) calls["other"] = total - named
+            format = "%." digits "f"
+            printf format, total / units
+            n = 0
+            for (s in calls) order[++n] = s
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+                if (calls[order[j]] > calls[order[i]]) { t = order[i]; order[i] = order[j]; order[j] = t }
+            sep = " ("
+            for (i = 1; i <= n; i++) {
+                per = calls[order[i]] / units
+                if (per >= 0.05) { printf "%s%s " format, sep, order[i], per; sep = ", " }
+            }
+            if (sep == ", ") printf ")"
+        }' "$1"
+}

@@ -359,36 +359,7 @@ syscalls() {
     wait "$tracer" 2>/dev/null || true
     keep_log_small
     local msgs; msgs=$(field "$result" replies_total)
-    # perf: "  16079      syscalls:sys_enter_epoll_wait", and the total on
-    # raw_syscalls:sys_enter; strace -c: the calls are the 4th column, the
-    # name the last.
-    R[$name,sys$conns]=$(awk -v msgs="${msgs:-0}" -v counter="$COUNTER" '
-        counter == "perf" {
-            n = $1; gsub(",", "", n)
-            if (n !~ /^[0-9]+$/) next
-            if ($2 == "raw_syscalls:sys_enter") total = n
-            else if ($2 ~ /^syscalls:sys_enter_/ && n > 0) {
-                name = $2; sub("syscalls:sys_enter_", "", name); calls[name] = n; named += n
-            }
-        }
-        counter == "strace" && $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
-            calls[$NF] = $4; total += $4; named += $4
-        }
-        END {
-            if (msgs == 0 || total == 0) { print "n/a"; exit }
-            if (total > named) calls["other"] = total - named
-            printf "%.2f", total / msgs
-            n = 0
-            for (s in calls) order[++n] = s
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
-                if (calls[order[j]] > calls[order[i]]) { t = order[i]; order[i] = order[j]; order[j] = t }
-            sep = " ("
-            for (i = 1; i <= n; i++) {
-                per = calls[order[i]] / msgs
-                if (per >= 0.05) { printf "%s%s %.2f", sep, order[i], per; sep = ", " }
-            }
-            if (sep == ", ") printf ")"
-        }' "$counts")
+    R[$name,sys$conns]=$(syscall_table "$counts" "${msgs:-0}" 2)
     if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP" && cp "$counts" "$KEEP/"; fi
 }
 
