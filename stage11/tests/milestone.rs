@@ -371,6 +371,15 @@ fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
         // the next client start another.
         let (shortages, recoveries) = (server.count(shortage), server.count("fds are free again"));
         assert!(shortages <= recoveries + 1, "logged more than once:\n{}", server.stdout());
+        // Not once a client either: the upstream's failed socket() is the
+        // shortage's line, not an ERROR of its own.
+        let per_client = server.count("failed for upstream");
+        assert_eq!(
+            per_client,
+            0,
+            "an upstream's fd shortage logged per client:\n{}",
+            server.stdout()
+        );
         drop(held);
         let _next = Client::connect(port);
         let again = server.wait_for_count("fds are free again: accepting on port", 1, IO_TIMEOUT);

@@ -875,6 +875,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_silent_client_lingers_until_its_grace_is_up_and_no_longer() {
+        let _serial = serial();
+        let mut core = running_core();
+        assert_eq!(linger_timeout_ms(&core), -1, "no one lingers: the loop may sleep unbounded");
+        let (id, _pipe, client) = connect_client(&mut core);
+        close_or_linger(&mut core, id);
+        assert!(connection(&mut core, id).lingering, "a client that said nothing is kept");
+        let ms = linger_timeout_ms(&core);
+        assert!(ms > 0 && ms as u128 <= CLIENT_GRACE.as_millis(), "woken after {ms} ms");
+        close_lingering(&mut core);
+        assert!(core.connections.get(id).is_some(), "closed before its grace was up");
+        // Its time comes: the queue's deadline is now in the past.
+        core.lingering.front_mut().unwrap().0 = Instant::now();
+        close_lingering(&mut core);
+        assert!(core.connections.get(id).is_none(), "kept after its grace");
+        assert!(core.lingering.is_empty());
+        assert_eq!(linger_timeout_ms(&core), -1);
+        drop(client);
+        core.destroy();
+    }
+
+    #[test]
     fn a_client_that_never_reads_fills_its_pipe_and_no_more() {
         let _serial = serial();
         let mut core = running_core();
