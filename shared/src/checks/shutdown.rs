@@ -10,6 +10,7 @@ use crate::checks::launch::{N_PORTS, answering, start, target};
 use crate::checks::{Failure, Outcome, Subject, ensure};
 use crate::client::Client;
 use crate::load::Load;
+use crate::procfs;
 use crate::server::{Exited, Launch, Server};
 use crate::wait::wait_until;
 use std::net::{Ipv4Addr, TcpListener};
@@ -165,6 +166,13 @@ fn with_idle_connections(subject: &Subject<'_>, signal: libc::c_int) -> Outcome 
         target.exchange(&mut client, b"ready\n")?;
         clients.push(client);
     }
+    // Idle means asleep in the loop's wait: a client's reply can arrive
+    // before the server has finished its round (its log lines, say), and
+    // a signal then lands outside epoll_wait(). In it, the signal cuts the
+    // wait short (EINTR), which the loop must take for no error. A server
+    // that never sleeps there (another design) is signalled all the same.
+    let pid = server.process.pid();
+    wait_until(Duration::from_secs(1), || procfs::asleep_in_epoll_wait(pid).unwrap_or(false));
     let ports = server.ports.clone();
     let exited = stop(server, signal)?;
     let note = judge(subject, &exited, signal, CLIENTS, N_PORTS)?;
