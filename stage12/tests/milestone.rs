@@ -23,6 +23,7 @@ use shared::procfs;
 use shared::scratch::Scratch;
 use shared::serial::{alone, side_by_side};
 use shared::server::{Launch, Server};
+use shared::upstream::Upstream;
 use shared::wait::wait_until;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -278,19 +279,34 @@ fn a_thousand_abandoned_downloads_leave_nothing_behind() {
 #[test]
 fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
     let _shared = side_by_side();
+    // An upstream that takes every connection and keeps it: a proxy
+    // client holds two fds, its own and its upstream's, until it leaves.
+    let upstream = Upstream::echo();
     for (index, shortage) in [(3, "accept() failed on port"), (0, "no fd for an upstream on port")]
     {
         let launch = Launch {
             quiet: true,
             skip_messages: true,
             max_fds: Some(48),
-            upstream: Some("127.0.0.1:9".to_string()),
+            upstream: Some(upstream.addr()),
             ..Launch::default()
         };
         let mut server = Server::spawn_with(&stage_binary(), &["--ports", "0,0,0,0"], &launch);
         server.wait_for_ports(4);
         let (port, pid) = (server.ports[index], server.process.pid());
-        let held: Vec<Client> = (0..80).filter_map(|_| Client::try_connect(port).ok()).collect();
+        let base = procfs::open_fds(pid).unwrap();
+        let mut held = Vec::new();
+        if index == 0 {
+            // Two fds a client: with an odd number left, the last accept()
+            // takes the last fd and the upstream's socket() is what fails.
+            // One client where a client costs one fd makes the number odd.
+            if (48 - base).is_multiple_of(2) {
+                held.push(Client::connect(server.ports[3]));
+                let taken = || procfs::open_fds(pid).is_ok_and(|n| n == base + 1);
+                assert!(wait_until(IO_TIMEOUT, taken), "the odd client was never accepted");
+            }
+        }
+        held.extend((0..80).filter_map(|_| Client::try_connect(port).ok()));
         assert!(held.len() > 48, "only {} clients connected", held.len());
         let seen = server.wait_for_count(shortage, 1, IO_TIMEOUT);
         assert!(seen, "no {shortage:?} line:\n{}", server.stdout());
@@ -298,7 +314,7 @@ fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
         std::thread::sleep(Duration::from_millis(500));
         let spent = procfs::cpu_time(pid).unwrap().saturating_sub(before);
         assert!(spent < Duration::from_millis(100), "{spent:?} of CPU in 0.5 s while out of fds");
-        // Once per shortage: fds a refused upstream frees may end one, and
+        // Once per shortage: the fd a turned-away client frees may end one, and
         // the next client start another.
         let (shortages, recoveries) = (server.count(shortage), server.count("fds are free again"));
         assert!(shortages <= recoveries + 1, "logged more than once:\n{}", server.stdout());
@@ -312,6 +328,9 @@ fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
             server.stdout()
         );
         drop(held);
+        // The next client comes once the server has closed them all.
+        let closed = || procfs::open_fds(pid).is_ok_and(|n| n <= base);
+        assert!(wait_until(IO_TIMEOUT, closed), "the clients' fds were never freed");
         let _next = Client::connect(port);
         let again = server.wait_for_count("fds are free again: accepting on port", 1, IO_TIMEOUT);
         assert!(again, "port {index} never accepted again:\n{}", server.stdout());

@@ -341,24 +341,39 @@ fn a_port_with_nothing_behind_hears_and_never_answers() {
 /// fd, and accept() itself fails; on the proxy port the upstream's socket
 /// fails first (the shared fd-exhaustion check sees only that one).
 /// Either way the clients that cannot be served are closed one by one,
-/// the shortage is logged once (per shortage: fds a refused upstream
+/// the shortage is logged once (per shortage: the fd a turned-away client
 /// frees may end one), the loop does not spin, and once fds are free again
 /// the port accepts.
 #[test]
 fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
     let _shared = side_by_side();
+    // An upstream that takes every connection and keeps it: a proxy
+    // client holds two fds, its own and its upstream's, until it leaves.
+    let upstream = Upstream::echo();
     for (index, shortage) in [(2, "accept() failed on port"), (0, "no fd for a session on port")] {
         let launch = Launch {
             quiet: true,
             skip_messages: true,
             max_fds: Some(48),
-            upstream: Some("127.0.0.1:9".to_string()),
+            upstream: Some(upstream.addr()),
             ..Launch::default()
         };
         let mut server = Server::spawn_with(&stage_binary(), &["--ports", "0,0,0,0"], &launch);
         server.wait_for_ports(4);
         let (port, pid) = (server.ports[index], server.process.pid());
-        let held: Vec<Client> = (0..80).filter_map(|_| Client::try_connect(port).ok()).collect();
+        let base = procfs::open_fds(pid).unwrap();
+        let mut held = Vec::new();
+        if index == 0 {
+            // Two fds a client: with an odd number left, the last accept()
+            // takes the last fd and the upstream's socket() is what fails.
+            // One client where a client costs one fd makes the number odd.
+            if (48 - base).is_multiple_of(2) {
+                held.push(Client::connect(server.ports[2]));
+                let taken = || procfs::open_fds(pid).is_ok_and(|n| n == base + 1);
+                assert!(wait_until(IO_TIMEOUT, taken), "the odd client was never accepted");
+            }
+        }
+        held.extend((0..80).filter_map(|_| Client::try_connect(port).ok()));
         assert!(held.len() > 48, "only {} clients connected", held.len());
         logged(&server, shortage, 1);
         let cpu = || procfs::cpu_time(pid).unwrap();
@@ -378,6 +393,9 @@ fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
             server.stdout()
         );
         drop(held);
+        // The next client comes once the server has closed them all.
+        let closed = || procfs::open_fds(pid).is_ok_and(|n| n <= base);
+        assert!(wait_until(IO_TIMEOUT, closed), "the clients' fds were never freed");
         let _next = Client::connect(port);
         logged(&server, "fds are free again: accepting on port", 1);
     }
