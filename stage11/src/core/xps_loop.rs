@@ -577,8 +577,6 @@ pub(crate) mod tests {
     }
 
     /// Two connected TCP sockets on 127.0.0.1: the loop watches the first.
-    /// The first is the connecting end, so that it takes the lowest free fd
-    /// after the listener (the fd-reuse test counts on it).
     fn tcp_pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -597,32 +595,52 @@ pub(crate) mod tests {
         CALLS.with(|calls| calls.borrow_mut().push(ptr));
     }
 
-    /// Detaches and closes every other pair, the way destroying one
-    /// connection can destroy others in a later stage.
-    fn record_and_close_others(core: &mut XpsCore, ptr: ConnectionId) {
-        record(core, ptr);
+    /// Takes every pair but `ptr`'s out of `PAIRS` and detaches it, the way
+    /// destroying one connection can destroy others in a later stage.
+    fn detach_others(core: &mut XpsCore, ptr: ConnectionId) -> Vec<(TcpStream, TcpStream)> {
         let others: Vec<_> = PAIRS.with(|pairs| {
             let mut pairs = pairs.borrow_mut();
             let (mine, others) = pairs.drain(..).partition(|(p, _, _)| *p == ptr);
             *pairs = mine;
             others
         });
-        for (_, ours, _) in others {
+        let mut detached = Vec::new();
+        for (_, ours, theirs) in others {
             core.event_loop.detach(ours.as_raw_fd()).unwrap();
+            detached.push((ours, theirs));
         }
+        detached
+    }
+
+    /// Detaches and closes every other pair.
+    fn record_and_close_others(core: &mut XpsCore, ptr: ConnectionId) {
+        record(core, ptr);
+        drop(detach_others(core, ptr));
     }
 
     /// Like `record_and_close_others`, then at once attaches a new socket
-    /// (with ptr 99) that the kernel gives one of the freed fd numbers.
+    /// (with ptr 99) under the fd number of a closed one, as the kernel
+    /// does when a client leaves and another arrives in the same round.
     fn close_others_and_reuse_fd(core: &mut XpsCore, ptr: ConnectionId) {
-        let freed: Vec<RawFd> = PAIRS.with(|pairs| {
-            pairs.borrow().iter().filter(|p| p.0 != ptr).map(|p| p.1.as_raw_fd()).collect()
-        });
-        record_and_close_others(core, ptr);
-        let (ours, theirs) = readable_pair();
-        assert!(freed.contains(&ours.as_raw_fd()), "fd was not reused");
-        attach_read(core, ours.as_raw_fd(), 99, record).unwrap();
-        PAIRS.with(|pairs| pairs.borrow_mut().push((id(99), ours, theirs)));
+        record(core, ptr);
+        let (mut old, _) = detach_others(core, ptr).pop().expect("another pair");
+        let (new, theirs) = readable_pair();
+        take_the_number_of(&mut old, new);
+        attach_read(core, old.as_raw_fd(), 99, record).unwrap();
+        PAIRS.with(|pairs| pairs.borrow_mut().push((id(99), old, theirs)));
+    }
+
+    /// Closes `old`'s socket and moves `new`'s under `old`'s fd number in
+    /// one step. Closing and then opening would leave the number free for
+    /// a moment, and the other tests of this binary, on other threads,
+    /// open sockets too: one of them could take it.
+    fn take_the_number_of(old: &mut TcpStream, new: TcpStream) {
+        // SAFETY: both fds are open, owned by the two streams. dup2 closes
+        // the socket behind `old`'s number and makes the number refer to
+        // `new`'s socket, which `old` then owns and closes on drop; `new`
+        // closes only its own number.
+        let fd = unsafe { libc::dup2(new.as_raw_fd(), old.as_raw_fd()) };
+        assert_eq!(fd, old.as_raw_fd(), "dup2: {}", io::Error::last_os_error());
     }
 
     /// A core as `xps_core_start()` leaves it: running, so that a round
