@@ -149,8 +149,8 @@ EOF
 
 # syscall_table COUNTS UNITS DIGITS: the system calls counted in the file
 # COUNTS, per unit (UNITS of them: messages, MiB), as "TOTAL (name N,
-# name N...)", largest first, DIGITS decimals, leaving out the calls under
-# 0.05 a unit; "n/a" when there is nothing to divide. $COUNTER says which
+# name N...)", largest first, DIGITS decimals, leaving out the calls that
+# round to zero at that many decimals; "n/a" when there is nothing to divide. $COUNTER says which
 # tool wrote COUNTS. perf stat: "  16079      syscalls:sys_enter_write",
 # and the total on raw_syscalls:sys_enter (what is not named is "other");
 # strace -c: the calls in the 4th column, the name in the last.
@@ -171,6 +171,7 @@ syscall_table() {
             if (units == 0 || total == 0) { print "n/a"; exit }
             if (total > named) calls["other"] = total - named
             format = "%." digits "f"
+            smallest = 0.5 / (10 ^ digits)
             printf format, total / units
             n = 0
             for (s in calls) order[++n] = s
@@ -179,7 +180,7 @@ syscall_table() {
             sep = " ("
             for (i = 1; i <= n; i++) {
                 per = calls[order[i]] / units
-                if (per >= 0.05) { printf "%s%s " format, sep, order[i], per; sep = ", " }
+                if (per >= smallest) { printf "%s%s " format, sep, order[i], per; sep = ", " }
             }
             if (sep == ", ") printf ")"
         }' "$1"

@@ -269,23 +269,8 @@ strace_run() {
     # The server handled every message that got a reply, and at most one
     # more per connection (sent as the run ended).
     local msgs; msgs=$(field "$result" replies_total)
-    awk -v msgs="${msgs:-0}" '
-        $1 ~ /^[0-9.]+$/ && NF >= 5 { calls[$NF] = $4 }
-        END {
-            if (msgs == 0 || !("total" in calls)) { print "n/a"; exit }
-            printf "%.2f", calls["total"] / msgs
-            n = 0
-            for (s in calls) if (s != "total") order[++n] = s
-            # Largest first.
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
-                if (calls[order[j]] > calls[order[i]]) { t = order[i]; order[i] = order[j]; order[j] = t }
-            sep = " ("
-            for (i = 1; i <= n; i++) {
-                per = calls[order[i]] / msgs
-                if (per >= 0.005) { printf "%s%s %.2f", sep, order[i], per; sep = ", " }
-            }
-            printf ")\n"
-        }' "$out"
+    COUNTER=strace syscall_table "$out" "${msgs:-0}" 2
+    echo
     if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP" && cp "$out" "$KEEP/$name.strace"; fi
 }
 
