@@ -150,9 +150,10 @@ EOF
 # syscall_table COUNTS UNITS DIGITS: the system calls counted in the file
 # COUNTS, per unit (UNITS of them: messages, MiB), as "TOTAL (name N,
 # name N...)", largest first, DIGITS decimals, leaving out the calls that
-# round to zero at that many decimals; "n/a" when there is nothing to divide. $COUNTER says which
-# tool wrote COUNTS. perf stat: "  16079      syscalls:sys_enter_write",
-# and the total on raw_syscalls:sys_enter (what is not named is "other");
+# round to zero at that many decimals; "n/a" when there is nothing to
+# divide. $COUNTER says which tool wrote COUNTS. perf stat:
+# "  16079      syscalls:sys_enter_write", and the total on
+# raw_syscalls:sys_enter (what is not named is "other");
 # strace -c: the calls in the 4th column, the name in the last.
 syscall_table() {
     awk -v units="${2:-0}" -v digits="$3" -v counter="$COUNTER" '
