@@ -3,6 +3,8 @@
 //! their `public` folders in one, and a tool's tests their workspaces.
 
 use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// A temporary folder, `xps-NAME-PID-THREAD`, empty when made and removed
@@ -16,13 +18,22 @@ impl Scratch {
     /// under the same name. Panics if it cannot: a test cannot go on
     /// without it.
     pub fn new(name: &str) -> Scratch {
+        Scratch::try_new(name).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// As `new`, for a check that reports a failure instead of panicking
+    /// (xps-check runs checks against a learner's server).
+    pub fn try_new(name: &str) -> io::Result<Scratch> {
         let thread = format!("{:?}", std::thread::current().id());
         let digits: String = thread.chars().filter(char::is_ascii_digit).collect();
         let dir = std::env::temp_dir().join(format!("xps-{name}-{}-{digits}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)
-            .unwrap_or_else(|err| panic!("cannot make {}: {err}", dir.display()));
-        Scratch(dir)
+        match fs::create_dir_all(&dir) {
+            Ok(()) => Ok(Scratch(dir)),
+            Err(err) => {
+                Err(io::Error::new(err.kind(), format!("cannot make {}: {err}", dir.display())))
+            }
+        }
     }
 
     /// The folder itself.
@@ -47,6 +58,27 @@ impl Scratch {
             .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
         path
     }
+
+    /// Makes `relative` a sparse file of `len` zero bytes that others may
+    /// read (mode 644): it takes no disk and reads from memory, so a test
+    /// can serve a GiB. Returns its path. Panics if it cannot.
+    pub fn write_sparse(&self, relative: impl AsRef<Path>, len: u64) -> PathBuf {
+        let path = self.write(relative, "");
+        let grown = fs::File::options().write(true).open(&path).and_then(|file| file.set_len(len));
+        grown.unwrap_or_else(|err| panic!("cannot grow {}: {err}", path.display()));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|err| panic!("cannot chmod {}: {err}", path.display()));
+        path
+    }
+
+    /// Writes a script anyone may run (mode 755) to `relative`, and
+    /// returns its path. Panics if it cannot.
+    pub fn write_executable(&self, relative: impl AsRef<Path>, text: &str) -> PathBuf {
+        let path = self.write(relative, text);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|err| panic!("cannot make {} executable: {err}", path.display()));
+        path
+    }
 }
 
 impl Drop for Scratch {
@@ -67,6 +99,11 @@ mod tests {
         assert_eq!(fs::read_dir(&path).unwrap().count(), 0);
         let file = scratch.write("a/b/c.txt", "text\n");
         assert_eq!(fs::read_to_string(&file).unwrap(), "text\n");
+        let sparse = scratch.write_sparse("big", 1 << 30);
+        let meta = fs::metadata(&sparse).unwrap();
+        assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (1 << 30, 0o644));
+        let script = scratch.write_executable("run.sh", "#!/bin/sh\n");
+        assert_eq!(fs::metadata(&script).unwrap().permissions().mode() & 0o777, 0o755);
         drop(scratch);
         assert!(!path.exists(), "{} was left behind", path.display());
     }

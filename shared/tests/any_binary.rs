@@ -27,7 +27,6 @@ use shared::checks::{CHECKS, Check, Group, Subject, describe};
 use shared::harness::run;
 use shared::scratch::Scratch;
 use shared::stages::stage;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -99,11 +98,8 @@ fn a_copy_of_stage_7_passes() {
 /// fds.
 fn stage_7_logging_nothing(dir: &Scratch) -> PathBuf {
     let stage07 = built(7);
-    let script = dir.join("silent-stage07");
     let text = format!("#!/bin/sh\nexec {} \"$@\" >/dev/null\n", stage07.display());
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
+    dir.write_executable("silent-stage07", &text)
 }
 
 // Two tests, so that the test threads share the work.

@@ -7,17 +7,9 @@ use shared::scratch::Scratch;
 use shared::stages::{Protocol, stage};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// Writes an executable script named `name` holding `text` in `dir`.
-fn executable(dir: &Scratch, name: &str, text: &str) -> PathBuf {
-    let path = dir.write(name, text);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
 
 /// A reverse server that accepts `accepts` clients, serves them, and then
 /// closes its listener: the clients after them cannot connect, or are
@@ -100,7 +92,7 @@ fn server_printing_raw(dir: &Scratch, stage07: &Path, byte: u8) -> PathBuf {
         "#!/bin/bash\nexec {} \"$@\" > >(LC_ALL=C exec sed -u 's/\\\\x{byte:02x}/\\x{byte:02x}/g')\n",
         stage07.display()
     );
-    executable(dir, &format!("raw-{byte:02x}"), &script)
+    dir.write_executable(format!("raw-{byte:02x}"), &script)
 }
 
 /// The old check read stdout through a lossy UTF-8 decoding, which turned

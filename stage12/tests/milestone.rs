@@ -157,9 +157,7 @@ fn every_way_out_of_public_is_refused() {
 fn a_file_that_shrinks_ends_the_download_cleanly() {
     let _shared = side_by_side();
     let scratch = scratch("shrink");
-    let sample = scratch.join("public").join("sample.txt");
-    fs::File::create(&sample).unwrap().set_len(256 << 20).unwrap();
-    fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
+    let sample = scratch.write_sparse("public/sample.txt", 256 << 20);
     let server = serve(Some(&scratch.join("public")), true);
     let mut client = Client::connect(server.ports[1]);
     let first = client.read_reply(1 << 20, IO_TIMEOUT);
@@ -180,9 +178,7 @@ fn a_file_that_shrinks_ends_the_download_cleanly() {
 fn a_file_removed_mid_download_is_still_sent_whole() {
     let _shared = side_by_side();
     let scratch = scratch("removed");
-    let sample = scratch.join("public").join("sample.txt");
-    fs::File::create(&sample).unwrap().set_len(8 << 20).unwrap();
-    fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
+    let sample = scratch.write_sparse("public/sample.txt", 8 << 20);
     let server = serve(Some(&scratch.join("public")), true);
     let mut client = Client::connect(server.ports[1]);
     let first = client.read_reply(1 << 20, IO_TIMEOUT);
@@ -202,10 +198,7 @@ fn a_file_removed_mid_download_is_still_sent_whole() {
 fn a_client_that_never_reads_a_gib_file_costs_one_pipe() {
     let _alone = alone();
     let scratch = scratch("gib");
-    let sample = scratch.join("public").join("sample.txt");
-    // Sparse: a GiB of zeros that takes no disk and reads from memory.
-    fs::File::create(&sample).unwrap().set_len(1 << 30).unwrap();
-    fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
+    scratch.write_sparse("public/sample.txt", 1 << 30);
     let server = serve(Some(&scratch.join("public")), true);
     let sampler = RssSampler::start(server.process.pid()).unwrap();
     let sleeper = Client::connect(server.ports[1]);
@@ -236,9 +229,7 @@ fn a_client_that_never_reads_a_gib_file_costs_one_pipe() {
 fn a_thousand_abandoned_downloads_leave_nothing_behind() {
     let _shared = side_by_side();
     let scratch = scratch("abandon");
-    let sample = scratch.join("public").join("sample.txt");
-    fs::File::create(&sample).unwrap().set_len(4 << 20).unwrap();
-    fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
+    scratch.write_sparse("public/sample.txt", 4 << 20);
     let server = serve(Some(&scratch.join("public")), true);
     let pid = server.process.pid();
     let fds = procfs::open_fds(pid).unwrap();

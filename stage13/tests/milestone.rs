@@ -29,7 +29,7 @@ use shared::wait::wait_until;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::Shutdown;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -45,14 +45,6 @@ fn scratch(name: &str) -> Scratch {
     let scratch = Scratch::new(&format!("stage13-{name}"));
     fs::create_dir_all(scratch.join("public")).unwrap();
     scratch
-}
-
-/// A sparse `public/sample.txt` of `len` bytes in `scratch` (zeros that
-/// take no disk and read from memory).
-fn sparse_sample(scratch: &Scratch, len: u64) {
-    let sample = scratch.join("public/sample.txt");
-    fs::File::create(&sample).unwrap().set_len(len).unwrap();
-    fs::set_permissions(&sample, fs::Permissions::from_mode(0o644)).unwrap();
 }
 
 /// Stage 13 on four free ports, in front of `upstream`, serving files from
@@ -272,7 +264,7 @@ fn a_client_that_never_reads_a_gib_from_the_upstream_costs_at_most_4_mib() {
 fn a_client_that_never_reads_a_gib_file_costs_at_most_4_mib() {
     let _alone = alone();
     let scratch = scratch("gib");
-    sparse_sample(&scratch, 1 << 30);
+    scratch.write_sparse("public/sample.txt", 1 << 30);
     let upstream = Upstream::echo();
     let server = serve(&upstream.addr(), Some(&scratch.join("public")), true);
     let sampler = RssSampler::start(server.process.pid()).unwrap();
@@ -411,7 +403,7 @@ fn out_of_fds_clients_are_closed_the_shortage_logged_once_and_nothing_spins() {
 fn a_thousand_sessions_of_each_kind_cut_short_leave_nothing_behind() {
     let _shared = side_by_side();
     let scratch = scratch("abandon");
-    sparse_sample(&scratch, 4 << 20);
+    scratch.write_sparse("public/sample.txt", 4 << 20);
     let upstream = Upstream::http(Vec::new());
     let server = serve(&upstream.addr(), Some(&scratch.join("public")), true);
     let pid = server.process.pid();

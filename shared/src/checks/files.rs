@@ -100,10 +100,13 @@ pub fn files(subject: &Subject<'_>) -> Outcome {
     }
     // A scratch folder holding `public/sample.txt`, and `outside.txt`
     // beside `public`.
-    let scratch = Scratch::new("files-check");
+    let setup =
+        |why: std::io::Error| Failure::new(format!("cannot make the public folder: {why}"), "");
+    let scratch = Scratch::try_new("files-check").map_err(setup)?;
     let sample = crate::upstream::pattern(0, 350_000);
-    scratch.write("public/sample.txt", &sample);
-    scratch.write("outside.txt", "never to be served\n");
+    std::fs::create_dir_all(scratch.join("public")).map_err(setup)?;
+    std::fs::write(scratch.join("public/sample.txt"), &sample).map_err(setup)?;
+    std::fs::write(scratch.join("outside.txt"), "never to be served\n").map_err(setup)?;
     let public = scratch.join("public").display().to_string();
     let launch =
         Launch { quiet: true, skip_messages: true, public: Some(public), ..Launch::default() };
